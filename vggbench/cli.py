@@ -1,0 +1,81 @@
+"""The `vggbench` command. Each subcommand is a `cmd_*` function and one parser entry below.
+
+  vggbench profile CONFIG [...]   per-layer table and totals (params, GMACs, GFLOPs) of one model
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .models import CONFIGS, HEADS, KERNEL_PLANS, ModelSpec, SpecError, build_model
+
+
+def cmd_profile(args) -> int:
+    from .measure import count_flops, count_params, layer_table
+
+    spec = ModelSpec(config=args.config, batch_norm=args.bn, kernels=args.kernels, head=args.head,
+                     width=args.width, image_size=args.image_size, num_classes=args.num_classes)
+    model = build_model(spec)
+    counts, flops = count_params(model), count_flops(model)
+    summary = {"model": spec.name, "config": spec.config, "batch_norm": spec.batch_norm, "kernels": spec.kernels,
+               "head": spec.head, "width": spec.width, "image_size": spec.image_size,
+               "num_classes": spec.num_classes, **counts, "gmacs": round(flops["gmacs"], 6),
+               "gflops": round(flops["gflops"], 6)}
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    rows = layer_table(model)
+    widths = {"layer": 16, "type": 18, "output": 14, "params": 14, "macs": 16}
+    print("".join(f"{k:<{w}}" if k in ("layer", "type", "output") else f"{k:>{w}}" for k, w in widths.items()))
+    print("-" * sum(widths.values()))
+    for r in rows:
+        print(f"{r['layer']:<16}{r['type']:<18}{r['output']:<14}{r['params']:>14,}{r['macs']:>16,}")
+    print("-" * sum(widths.values()))
+    print(f"{spec.name} at {spec.image_size}x{spec.image_size}, {spec.num_classes} classes, head {spec.head}: "
+          f"params {counts['params']:,} (trainable {counts['trainable_params']:,}), "
+          f"{flops['gmacs']:.3f} GMACs (fvcore), {flops['gflops']:.3f} GFLOPs (FlopCounterMode)")
+    return 0
+
+
+def _positive(kind, what):
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}: {what}")
+        if not v > 0:
+            raise argparse.ArgumentTypeError(f"{text!r} is out of range: {what}")
+        return v
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vggbench", description="VGG ablation benchmark suite")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    pr = sub.add_parser("profile", help="per-layer table, params and FLOPs of one configuration")
+    pr.add_argument("config", choices=list(CONFIGS))
+    pr.add_argument("--bn", action="store_true", help="batch norm after every conv")
+    pr.add_argument("--kernels", choices=KERNEL_PLANS, default="3x3")
+    pr.add_argument("--head", choices=list(HEADS), default="paper")
+    pr.add_argument("--width", type=_positive(float, "width must be > 0"), default=1.0)
+    pr.add_argument("--image-size", type=_positive(int, "a multiple of 32"), default=224)
+    pr.add_argument("--num-classes", type=_positive(int, "at least 2"), default=1000)
+    pr.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    pr.set_defaults(func=cmd_profile)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (SpecError, ValueError, FileNotFoundError, PermissionError) as err:
+        # Bad input: one line that says what to do, no traceback.
+        parser.exit(2, f"vggbench {args.command}: error: {err}\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Datasets: what a run trains and tests on, decoded once into uint8 tensors.
+
+`load_data(DataSpec)` returns an `ImageData`: uint8 N x 3 x H x W images and int64 labels for the
+train / val / test splits, the class names and the per-channel mean/std of the train split.
+Model selection uses val only; test is reported, never tuned on.
+
+Registry (`DATASETS`): "synthetic" is the embedded default (generated in memory, see synthetic.py).
+Real datasets are added by the sources module (see `register`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+
+class DataError(ValueError):
+    """Bad or missing data: the message says what to do."""
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    dataset: str = "synthetic"
+    image_size: int = 32
+    train_subset: int | None = None  # stratified subsets for quick runs
+    test_subset: int | None = None
+    # Where the data lives; not part of a run's identity (the same data can sit anywhere).
+    data_dir: str | None = field(default=None, compare=False)
+    cache_dir: str | None = field(default=None, compare=False)
+    skip_bad: bool = field(default=False, compare=False)
+
+    def replace(self, **changes) -> "DataSpec":
+        return dataclasses.replace(self, **changes)
+
+    def identity(self) -> dict:
+        return {"dataset": self.dataset, "image_size": self.image_size,
+                "train_subset": self.train_subset, "test_subset": self.test_subset}
+
+
+@dataclass
+class ImageData:
+    name: str
+    classes: list[str]
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.25, 0.25, 0.25)
+    source: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.train_x.shape[-1])
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train_y), "val": len(self.val_y), "test": len(self.test_y)}
+
+
+def channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std in [0, 1] units of a uint8 N x 3 x H x W tensor (chunked, float64)."""
+    s = torch.zeros(3, dtype=torch.float64)
+    s2 = torch.zeros(3, dtype=torch.float64)
+    for i in range(0, len(x), chunk):
+        c = x[i:i + chunk].to(torch.float64) / 255
+        s += c.sum((0, 2, 3))
+        s2 += c.pow(2).sum((0, 2, 3))
+    n = x.numel() / 3
+    mean = s / n
+    std = (s2 / n - mean**2).clamp_min(0).sqrt()
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def stratified_subset(y: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
+    """Indices of n samples with class proportions kept (largest remainders), fixed by the seed."""
+    if n >= len(y):
+        return torch.arange(len(y))
+    g = torch.Generator().manual_seed(seed)
+    classes, counts = torch.unique(y, return_counts=True)
+    quota = counts.double() * n / len(y)
+    take = quota.floor().long()
+    rest = n - int(take.sum())
+    take[torch.argsort(quota - take.double(), descending=True)[:rest]] += 1
+    picks = []
+    for c, k in zip(classes.tolist(), take.tolist()):
+        idx = torch.nonzero(y == c).flatten()
+        picks.append(idx[torch.randperm(len(idx), generator=g)[:k]])
+    return torch.sort(torch.cat(picks)).values
+
+
+def apply_subsets(data: ImageData, spec: DataSpec) -> ImageData:
+    data = dataclasses.replace(data)
+    if spec.train_subset:
+        i = stratified_subset(data.train_y, spec.train_subset, seed=1)
+        data.train_x, data.train_y = data.train_x[i], data.train_y[i]
+    if spec.test_subset:
+        i = stratified_subset(data.test_y, spec.test_subset, seed=2)
+        data.test_x, data.test_y = data.test_x[i], data.test_y[i]
+    return data
+
+
+# ------------------------------------------------------------------------------ registry
+
+Loader = Callable[[DataSpec], ImageData]
+DATASETS: dict[str, Loader] = {}
+
+
+def register(name: str):
+    def deco(fn: Loader) -> Loader:
+        DATASETS[name] = fn
+        return fn
+    return deco
+
+
+SYNTHETIC_SIZES = {"train": 5000, "val": 1000, "test": 2000}
+
+
+@register("synthetic")
+def _synthetic(spec: DataSpec) -> ImageData:
+    from . import synthetic
+
+    splits = {k: synthetic.generate(n, spec.image_size, seed=i) for i, (k, n) in enumerate(SYNTHETIC_SIZES.items())}
+    mean, std = channel_stats(splits["train"][0])
+    return ImageData("synthetic", list(synthetic.CLASSES), *splits["train"], *splits["val"], *splits["test"],
+                     mean=mean, std=std, source="generated in memory (vggbench.synthetic)")
+
+
+@functools.lru_cache(maxsize=4)
+def load_data(spec: DataSpec) -> ImageData:
+    """The decoded dataset for a spec (memoised per process: cells of one session share it)."""
+    if spec.dataset not in DATASETS:
+        raise DataError(f"unknown dataset {spec.dataset!r}: choose one of {', '.join(sorted(DATASETS))}")
+    return apply_subsets(DATASETS[spec.dataset](spec), spec)

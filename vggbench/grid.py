@@ -1,0 +1,41 @@
+"""The ablation grid as data: each ablation is a list of cases, each case a few field changes to
+the profile's baseline model and training spec. The modules under ablations/ parametrise over
+these; the report and `vggbench collect` read the same list.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str                                     # pytest id part, e.g. "D-adam"; works with -k
+    model: dict = field(default_factory=dict)   # ModelSpec field changes
+    train: dict = field(default_factory=dict)   # TrainSpec field changes
+
+
+@dataclass(frozen=True)
+class Ablation:
+    name: str
+    question: str
+    cases: tuple[Case, ...]
+
+
+def _cases(*cases: Case) -> tuple[Case, ...]:
+    return tuple(cases)
+
+
+ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
+    Ablation("depth", "Does depth help? Configurations A-E of Table 1 (paper Table 3).",
+             _cases(*(Case(c, {"config": c}) for c in ("A", "A-LRN", "B", "C", "D", "E")))),
+    Ablation("batchnorm", "Does batch norm help (torchvision vgg*_bn)?",
+             _cases(*(Case(f"{c}-{'bn' if bn else 'plain'}", {"config": c, "batch_norm": bn})
+                      for c in ("A", "D", "E") for bn in (False, True)))),
+    Ablation("kernel", "Stacks of 3x3 convs vs one large kernel of the same receptive field (section 4.1).",
+             _cases(*(Case(f"{c}-{k}", {"config": c, "kernels": k}) for c in ("B", "D") for k in ("3x3", "large")))),
+    Ablation("init", "Initialisation without BN: the paper's N(0, 0.01) vs Xavier vs Kaiming.",
+             _cases(*(Case(f"{c}-{i}", {"config": c, "init": i, "batch_norm": False})
+                      for c in ("D", "E") for i in ("paper", "xavier", "kaiming")))),
+    Ablation("optimizer", "SGD with momentum vs Adam vs Adagrad, each at its own learning rate, on D.",
+             _cases(*(Case(f"D-{o}", {"config": "D"}, {"optimizer": o}) for o in ("sgd", "adam", "adagrad")))),
+]}

@@ -1,0 +1,197 @@
+"""The VGG networks of Simonyan & Zisserman (arXiv 1409.1556), Table 1, as data.
+
+A model is described by a `ModelSpec` (plain fields, hashable, serialisable) and built by one
+function, `build_model`. The configurations are lists of blocks; a block is a list of convolution
+kernel sizes (3 = conv3, 1 = conv1) at one output width, followed by a 2x2 max-pool.
+
+Variant axes (all fields of `ModelSpec`):
+  batch_norm  BatchNorm2d after every convolution (not in the paper; torchvision's vgg*_bn).
+  kernels     "3x3": the paper's stacks. "large": each block's stack is replaced by ONE conv whose
+              receptive field equals the stack's: n 3x3 convs -> one (2n+1)x(2n+1) conv (1x1 convs
+              add nothing). B-large is the paper's shallow 5x5 net (section 4.1).
+  init        "paper": N(0, 0.01) weights, zero biases (the paper's random init);
+              "xavier": Glorot uniform; "kaiming": He normal for ReLU (fan_in).
+  head        "paper": 4096-4096-classes with dropout 0.5; "compact": 512-512-classes;
+              "linear": one linear layer. The first linear layer is sized from the real
+              flattened feature map (C x H/32 x W/32), not an adaptive pool.
+  width       multiplier on every conv width and hidden head width (small-compute runs).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+# Table 1 of the paper: per block, the kernel sizes of its convolutions; widths 64..512.
+WIDTHS = (64, 128, 256, 512, 512)
+CONFIGS: dict[str, list[list[int]]] = {
+    "A": [[3], [3], [3, 3], [3, 3], [3, 3]],
+    "A-LRN": [[3], [3], [3, 3], [3, 3], [3, 3]],
+    "B": [[3, 3], [3, 3], [3, 3], [3, 3], [3, 3]],
+    "C": [[3, 3], [3, 3], [3, 3, 1], [3, 3, 1], [3, 3, 1]],
+    "D": [[3, 3], [3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3]],
+    "E": [[3, 3], [3, 3], [3, 3, 3, 3], [3, 3, 3, 3], [3, 3, 3, 3]],
+}
+# Weight layers (convs + 3 FC) per configuration, as the paper names them ("VGG-16" = D).
+DEPTHS = {"A": 11, "A-LRN": 11, "B": 13, "C": 16, "D": 16, "E": 19}
+KERNEL_PLANS = ("3x3", "large")
+INITS = ("paper", "xavier", "kaiming")
+HEADS = {"paper": 4096, "compact": 512, "linear": 0}
+# AlexNet's local response normalisation, used by A-LRN after its first convolution.
+LRN = dict(size=5, alpha=1e-4, beta=0.75, k=2.0)
+
+
+class SpecError(ValueError):
+    """A spec field out of range: the message says which and what is allowed."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    config: str = "A"
+    batch_norm: bool = False
+    kernels: str = "3x3"
+    init: str = "kaiming"
+    head: str = "paper"
+    width: float = 1.0
+    num_classes: int = 1000
+    image_size: int = 224
+    dropout: float = 0.5
+
+    def __post_init__(self):
+        if self.config not in CONFIGS:
+            raise SpecError(f"unknown config {self.config!r}: choose one of {', '.join(CONFIGS)}")
+        for field, allowed in (("kernels", KERNEL_PLANS), ("init", INITS), ("head", tuple(HEADS))):
+            if getattr(self, field) not in allowed:
+                raise SpecError(f"unknown {field} {getattr(self, field)!r}: choose one of {', '.join(allowed)}")
+        if not (self.width > 0 and min(channels(w, self.width) for w in WIDTHS) >= 1):
+            raise SpecError(f"width {self.width} must be > 0 and leave at least 1 channel per layer")
+        if self.num_classes < 2:
+            raise SpecError(f"num_classes {self.num_classes} must be at least 2")
+        if self.image_size < 32 or self.image_size % 32:
+            raise SpecError(f"image size {self.image_size} must be a multiple of 32 (five 2x2 pools), at least 32")
+        if not 0 <= self.dropout < 1:
+            raise SpecError(f"dropout {self.dropout} must be in [0, 1)")
+
+    @property
+    def name(self) -> str:
+        """Short label, e.g. 'D-bn-large-w0.25'."""
+        parts = [self.config]
+        if self.batch_norm:
+            parts.append("bn")
+        if self.kernels != "3x3":
+            parts.append(self.kernels)
+        if self.width != 1:
+            parts.append(f"w{self.width:g}")
+        return "-".join(parts)
+
+    def replace(self, **changes) -> "ModelSpec":
+        return dataclasses.replace(self, **changes)
+
+
+def channels(base: int, width: float) -> int:
+    return max(1, int(round(base * width)))
+
+
+def block_plan(spec: ModelSpec) -> list[tuple[int, list[int]]]:
+    """(output width, kernel sizes) per block after applying the kernel plan."""
+    plan = []
+    for base, kernels in zip(WIDTHS, CONFIGS[spec.config]):
+        if spec.kernels == "large":
+            # Same receptive field as the stack: each 3x3 grows it by 2, a 1x1 by 0.
+            kernels = [1 + sum(k - 1 for k in kernels)]
+        plan.append((channels(base, spec.width), list(kernels)))
+    return plan
+
+
+def _features(spec: ModelSpec) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    in_ch = 3
+    for b, (out_ch, kernels) in enumerate(block_plan(spec)):
+        for i, k in enumerate(kernels):
+            layers.append(nn.Conv2d(in_ch, out_ch, k, padding=k // 2))
+            if spec.batch_norm:
+                layers.append(nn.BatchNorm2d(out_ch))
+            layers.append(nn.ReLU(inplace=True))
+            if spec.config == "A-LRN" and b == 0 and i == 0:
+                layers.append(nn.LocalResponseNorm(**LRN))
+            in_ch = out_ch
+        layers.append(nn.MaxPool2d(2, 2))
+    return nn.Sequential(*layers)
+
+
+def _head(spec: ModelSpec, in_features: int) -> nn.Sequential:
+    hidden = HEADS[spec.head]
+    if hidden == 0:
+        return nn.Sequential(nn.Linear(in_features, spec.num_classes))
+    hidden = channels(hidden, spec.width)
+    # No ReLU after the last linear layer: logits must be free to go negative.
+    return nn.Sequential(
+        nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Dropout(spec.dropout),
+        nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(spec.dropout),
+        nn.Linear(hidden, spec.num_classes),
+    )
+
+
+class VGG(nn.Module):
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        self.spec = spec
+        self.features = _features(spec)
+        # Size the head from a real forward pass of one dummy image (robust to any plan).
+        with torch.no_grad():
+            flat = self.features(torch.zeros(1, 3, spec.image_size, spec.image_size)).numel()
+        self.classifier = _head(spec, flat)
+        init_weights(self, spec.init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+def init_weights(model: nn.Module, scheme: str) -> None:
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            if scheme == "paper":
+                nn.init.normal_(m.weight, 0.0, 0.01)
+            elif scheme == "xavier":
+                nn.init.xavier_uniform_(m.weight)
+            elif scheme == "kaiming":
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            else:
+                raise SpecError(f"unknown init {scheme!r}: choose one of {', '.join(INITS)}")
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def build_model(spec: ModelSpec | None = None, **fields) -> VGG:
+    """`build_model(ModelSpec(config="D"))` or `build_model(config="D", batch_norm=True)`."""
+    spec = spec.replace(**fields) if spec is not None else ModelSpec(**fields)
+    return VGG(spec)
+
+
+def analytic_macs(spec: ModelSpec) -> dict[str, int]:
+    """Multiply-adds of conv and linear layers for one image, from the spec alone."""
+    size, in_ch, conv = spec.image_size, 3, 0
+    for out_ch, kernels in block_plan(spec):
+        for k in kernels:
+            conv += k * k * in_ch * out_ch * size * size
+            in_ch = out_ch
+        size //= 2
+    dims = [in_ch * size * size]
+    if HEADS[spec.head]:
+        dims += [channels(HEADS[spec.head], spec.width)] * 2
+    dims.append(spec.num_classes)
+    linear = sum(a * b for a, b in zip(dims, dims[1:]))
+    return {"conv": conv, "linear": linear, "total": conv + linear}
+
+
+def weight_layers(spec: ModelSpec) -> int:
+    """Number of conv + linear layers (the paper's depth)."""
+    return sum(len(k) for _, k in block_plan(spec)) + (3 if HEADS[spec.head] else 1)
+
+
+__all__ = ["CONFIGS", "DEPTHS", "ModelSpec", "SpecError", "VGG", "analytic_macs", "build_model",
+           "block_plan", "init_weights", "weight_layers"]

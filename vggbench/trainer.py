@@ -1,0 +1,196 @@
+"""The trainer: optimiser, LR schedule, epochs, held-out evaluation, and the run's status.
+
+Guarantees (the mistakes it makes impossible):
+- metrics accumulate as device tensors; the host syncs once per epoch, never per step;
+- the LR scheduler steps after the optimiser (per step for "cosine"/"step", per epoch on val
+  loss for the paper's "plateau");
+- val picks the best epoch; test is evaluated once, at the end, on held-out data;
+- a run that diverges (non-finite or exploding loss) or does not learn (train loss still at
+  chance, ln C) stops early and returns a status: "ok" | "diverged" | "stalled".
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import ImageData
+from .loader import DeviceLoader
+
+OPTIMIZERS = ("sgd", "adam", "adagrad")
+DEFAULT_LR = {"sgd": 0.02, "adam": 1e-3, "adagrad": 1e-2}
+SCHEDULES = ("none", "step", "cosine", "plateau")
+DIVERGE_FACTOR = 10.0   # train loss above 10 x ln(C) (chance) counts as diverged
+STALL_TOLERANCE = 0.02  # train loss within 2% of ln(C) after `stall_epochs` counts as stalled
+
+
+class TrainSpecError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    optimizer: str = "sgd"
+    lr: float | None = None          # None: the optimiser's default (DEFAULT_LR)
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4       # the paper's L2 multiplier
+    schedule: str = "cosine"
+    step_epochs: int = 30            # "step": x gamma every step_epochs epochs
+    gamma: float = 0.1
+    epochs: int = 2
+    batch_size: int = 128
+    grad_clip: float | None = None   # max global grad norm
+    augment: bool = True             # random crop (pad 4) + horizontal flip
+    channels_last: bool = True
+    amp: str = "auto"                # "auto": bf16 autocast on CUDA, off on CPU; "off"; "bf16"
+    stall_epochs: int = 2            # judge "stalled" from this epoch on
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise TrainSpecError(f"unknown optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise TrainSpecError(f"unknown schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
+        if self.amp not in ("auto", "off", "bf16"):
+            raise TrainSpecError(f"unknown amp {self.amp!r}: choose auto, off or bf16")
+        if self.epochs < 1:
+            raise TrainSpecError(f"epochs {self.epochs} must be at least 1")
+        if self.batch_size < 1:
+            raise TrainSpecError(f"batch size {self.batch_size} must be at least 1")
+        if self.lr is not None and not self.lr > 0:
+            raise TrainSpecError(f"learning rate {self.lr} must be > 0")
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
+
+    def replace(self, **changes) -> "TrainSpec":
+        return dataclasses.replace(self, **changes)
+
+
+def make_optimizer(model: nn.Module, spec: TrainSpec) -> torch.optim.Optimizer:
+    # No weight decay on biases and BN parameters (1-d tensors), as in most modern recipes.
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": spec.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    lr = spec.learning_rate
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=spec.momentum, nesterov=spec.nesterov, foreach=True)
+    if spec.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=lr, foreach=True)
+    return torch.optim.Adagrad(groups, lr=lr, foreach=True)
+
+
+def make_scheduler(opt: torch.optim.Optimizer, spec: TrainSpec, steps_per_epoch: int):
+    """(per-step scheduler or None, per-epoch plateau scheduler or None)."""
+    total = max(1, spec.epochs * steps_per_epoch)
+    if spec.schedule == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))), None
+    if spec.schedule == "step":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: spec.gamma ** (s // (spec.step_epochs * steps_per_epoch))), None
+    if spec.schedule == "plateau":
+        # The paper: divide the LR by 10 when validation stops improving.
+        return None, torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.1, patience=1)
+    return None, None
+
+
+def autocast_dtype(spec: TrainSpec, device: torch.device) -> torch.dtype | None:
+    if spec.amp == "bf16" or (spec.amp == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DeviceLoader, amp_dtype=None) -> dict[str, float]:
+    """Loss, top-1 and top-5 accuracy (in %) over a loader, with one host sync."""
+    model.eval()
+    dev = loader.device
+    loss_sum = torch.zeros((), device=dev, dtype=torch.float64)
+    top1 = torch.zeros((), device=dev, dtype=torch.long)
+    top5 = torch.zeros((), device=dev, dtype=torch.long)
+    for x, y in loader:
+        with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            out = model(x)
+        loss_sum += F.cross_entropy(out.float(), y, reduction="sum")
+        k = min(5, out.shape[1])
+        hits = out.topk(k, dim=1).indices == y[:, None]
+        top1 += hits[:, 0].sum()
+        top5 += hits.any(1).sum()
+    n = len(loader.y)
+    loss, t1, t5 = (loss_sum / n).item(), (top1 * 100.0 / n).item(), (top5 * 100.0 / n).item()
+    return {"loss": loss, "top1": t1, "top5": t5}
+
+
+def judge(train_loss: float, epoch: int, num_classes: int, spec: TrainSpec) -> str:
+    """The status of a run after `epoch` (1-based) epochs."""
+    chance = math.log(num_classes)
+    if not math.isfinite(train_loss) or train_loss > DIVERGE_FACTOR * chance:
+        return "diverged"
+    if epoch >= spec.stall_epochs and train_loss > (1 - STALL_TOLERANCE) * chance:
+        return "stalled"
+    return "ok"
+
+
+def train(model: nn.Module, data: ImageData, spec: TrainSpec, device: torch.device, seed: int = 0,
+          on_epoch=None) -> dict:
+    """Train `model` on `data.train`, select on `data.val`, report `data.test`. Returns the result:
+    {"status", "epochs_run", "history": [per-epoch dict], "test": {...}, "best_epoch", "best_val_top1"}."""
+    torch.manual_seed(seed)
+    fmt = torch.channels_last if spec.channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=fmt)
+    amp = autocast_dtype(spec, device)
+    bs = spec.batch_size
+    common = dict(mean=data.mean, std=data.std, device=device, channels_last=spec.channels_last)
+    train_loader = DeviceLoader(data.train_x, data.train_y, bs, train=True, augment=spec.augment, seed=seed, **common)
+    val_loader = DeviceLoader(data.val_x, data.val_y, bs, **common)
+    test_loader = DeviceLoader(data.test_x, data.test_y, bs, **common)
+    opt = make_optimizer(model, spec)
+    per_step, plateau = make_scheduler(opt, spec, len(train_loader))
+
+    history, status = [], "ok"
+    for epoch in range(1, spec.epochs + 1):
+        model.train()
+        loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
+        lr = opt.param_groups[0]["lr"]
+        for x, y in train_loader:
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                out = model(x)
+                loss = F.cross_entropy(out, y)
+            loss.backward()
+            if spec.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip, foreach=True)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if per_step is not None:
+                per_step.step()  # after opt.step(), never before
+            loss_sum += loss.detach().double() * len(y)
+            correct += (out.detach().argmax(1) == y).sum()
+            seen += len(y)
+        train_loss = (loss_sum / max(seen, 1)).item()  # the epoch's one sync
+        row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "train_top1": (correct * 100.0 / max(seen, 1)).item()}
+        status = judge(train_loss, epoch, data.num_classes, spec)
+        if status != "diverged":
+            val = evaluate(model, val_loader, amp)
+            row.update({f"val_{k}": v for k, v in val.items()})
+            if plateau is not None:
+                plateau.step(val["loss"])
+        history.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
+        if status != "ok":
+            break
+
+    result = {"status": status, "epochs_run": len(history), "history": history}
+    vals = [h for h in history if "val_top1" in h]
+    if vals:
+        best = max(vals, key=lambda h: h["val_top1"])
+        result.update(best_epoch=best["epoch"], best_val_top1=best["val_top1"])
+    if status != "diverged":
+        result["test"] = evaluate(model, test_loader, amp)
+    return result
