@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import io
 import math
 import os
 import subprocess
@@ -21,6 +22,7 @@ import torch
 from filelock import FileLock
 
 from . import records
+from .checkpoint import Checkpoint
 from .data import DataSpec, load_data
 from .grid import ABLATIONS, Ablation
 from .measure import (count_flops, count_params, device_name, matmul_ceiling, resolve_device, throughput,
@@ -30,6 +32,9 @@ from .profiles import PROFILES, Profile
 from .trainer import TrainSpec, autocast_dtype, train
 
 STATUSES = ("ok", "diverged", "stalled")
+# Final weights are kept (results/weights/<cell>.pt) for models up to this size: the report draws
+# feature maps from them; full-width ImageNet VGGs (130M+ params) would fill a disk.
+SAVE_WEIGHTS_MAX_PARAMS = 20_000_000
 
 
 @dataclass(frozen=True)
@@ -135,8 +140,8 @@ def measure_throughput(cell: Cell, model: torch.nn.Module, device: torch.device,
     return out
 
 
-def execute(cell: Cell) -> dict:
-    """Measure and train one cell; returns its record (not yet written)."""
+def execute(cell: Cell, checkpoint: Checkpoint | None = None) -> tuple[dict, torch.nn.Module]:
+    """Measure and train one cell; returns its record (not yet written) and the trained model."""
     t0 = time.perf_counter()
     device = resolve_device(cell.device)
     data = load_data(cell.data)
@@ -148,7 +153,7 @@ def execute(cell: Cell) -> dict:
     counts = count_params(model)
     flops = count_flops(model)
     thr = measure_throughput(cell, model, device, flops["gflops"])
-    result = train(model, data, cell.train, device, seed=cell.seed)
+    result = train(model, data, cell.train, device, seed=cell.seed, checkpoint=checkpoint)
     return {
         "cell_id": cell.id, "config": cell.config(), "ablation": cell.ablation, "case": cell.case,
         "status": result["status"], "lr": cell.train.learning_rate, "result": result,
@@ -156,7 +161,7 @@ def execute(cell: Cell) -> dict:
         "dataset": {"name": data.name, "sizes": data.sizes(), "classes": len(data.classes), "source": data.source},
         "commit": git_commit(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "wall_s": time.perf_counter() - t0,
-    }
+    }, model
 
 
 def run_cell(cell: Cell, results_dir: str | os.PathLike, rerun: bool = False) -> dict:
@@ -164,13 +169,26 @@ def run_cell(cell: Cell, results_dir: str | os.PathLike, rerun: bool = False) ->
     A file lock makes concurrent workers asking for the same cell compute it once."""
     path = records.record_path(results_dir, cell.id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
+    with FileLock(str(path.with_name(f".{path.stem}.lock"))):
         if not rerun:
             record = records.read_record(path)
             if record is not None:
                 return {**record, "reused": True}
-        record = records.write_record(path, execute(cell))
+        checkpoint = Checkpoint(path.with_suffix(".ckpt"))
+        if rerun:
+            checkpoint.remove()
+        record, model = execute(cell, checkpoint)
+        if record["params"] <= SAVE_WEIGHTS_MAX_PARAMS:
+            save_weights(model, records.weights_path(results_dir, cell.id))
+        record = records.write_record(path, record)
+        checkpoint.remove()  # the record is the result now
     return {**record, "reused": False}
+
+
+def save_weights(model: torch.nn.Module, path: Path) -> None:
+    buf = io.BytesIO()
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, buf)
+    records.atomic_write_bytes(path, buf.getvalue())
 
 
 def problems(record: dict) -> list[str]:

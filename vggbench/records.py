@@ -25,12 +25,17 @@ def digest(obj) -> str:
 
 
 def atomic_write(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write via a temporary file in the same folder, fsync, then rename over the target."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -73,6 +78,10 @@ def runs_dir(results_dir: str | os.PathLike) -> Path:
 
 def record_path(results_dir: str | os.PathLike, cell_id: str) -> Path:
     return runs_dir(results_dir) / f"{cell_id}.json"
+
+
+def weights_path(results_dir: str | os.PathLike, cell_id: str) -> Path:
+    return Path(results_dir) / "weights" / f"{cell_id}.pt"
 
 
 # ------------------------------------------------------------------------------ tables

@@ -135,10 +135,37 @@ def judge(train_loss: float, epoch: int, num_classes: int, spec: TrainSpec) -> s
     return "ok"
 
 
+def _state(model, opt, per_step, plateau, loader, history) -> dict:
+    return {"model": model.state_dict(), "optimizer": opt.state_dict(),
+            "per_step": per_step.state_dict() if per_step else None,
+            "plateau": plateau.state_dict() if plateau else None,
+            "torch_rng": torch.get_rng_state(), "loader_rng": loader.generator.get_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "history": history}
+
+
+def _restore(state, model, opt, per_step, plateau, loader) -> list[dict]:
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    if per_step:
+        per_step.load_state_dict(state["per_step"])
+    if plateau:
+        plateau.load_state_dict(state["plateau"])
+    torch.set_rng_state(state["torch_rng"])
+    loader.generator.set_state(state["loader_rng"])
+    if state["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return state["history"]
+
+
 def train(model: nn.Module, data: ImageData, spec: TrainSpec, device: torch.device, seed: int = 0,
-          on_epoch=None) -> dict:
+          on_epoch=None, checkpoint=None) -> dict:
     """Train `model` on `data.train`, select on `data.val`, report `data.test`. Returns the result:
-    {"status", "epochs_run", "history": [per-epoch dict], "test": {...}, "best_epoch", "best_val_top1"}."""
+    {"status", "epochs_run", "history": [per-epoch dict], "test": {...}, "best_epoch", "best_val_top1"}.
+
+    With `checkpoint` (a checkpoint.Checkpoint), the full training state (model, optimiser,
+    schedulers, RNG states, history) is saved after every epoch and a run that was killed resumes
+    from its last epoch, ending exactly as an uninterrupted run would (bit-identical on CPU)."""
     torch.manual_seed(seed)
     fmt = torch.channels_last if spec.channels_last else torch.contiguous_format
     model = model.to(device, memory_format=fmt)
@@ -152,7 +179,10 @@ def train(model: nn.Module, data: ImageData, spec: TrainSpec, device: torch.devi
     per_step, plateau = make_scheduler(opt, spec, len(train_loader))
 
     history, status = [], "ok"
-    for epoch in range(1, spec.epochs + 1):
+    state = checkpoint.load(map_location=device) if checkpoint is not None else None
+    if state is not None:
+        history = _restore(state, model, opt, per_step, plateau, train_loader)
+    for epoch in range(len(history) + 1, spec.epochs + 1):
         model.train()
         loss_sum = torch.zeros((), device=device, dtype=torch.float64)
         correct = torch.zeros((), device=device, dtype=torch.long)
@@ -185,6 +215,8 @@ def train(model: nn.Module, data: ImageData, spec: TrainSpec, device: torch.devi
             on_epoch(row)
         if status != "ok":
             break
+        if checkpoint is not None and epoch < spec.epochs:
+            checkpoint.save(_state(model, opt, per_step, plateau, train_loader, history))
 
     result = {"status": status, "epochs_run": len(history), "history": history}
     vals = [h for h in history if "val_top1" in h]
