@@ -18,6 +18,7 @@ from vggbench.grid import ABLATIONS
 from vggbench.profiles import PROFILES
 
 _TABLES_KEY = pytest.StashKey[dict]()
+_REPORT_KEY = pytest.StashKey[str]()
 _SEEN_KEY = pytest.StashKey[set]()
 
 
@@ -52,6 +53,8 @@ def pytest_addoption(parser):
     g.addoption("--skip-bad", action="store_true", help="skip undecodable images (counted) instead of failing")
     g.addoption("--results-dir", default="results", help="where records and tables go (default results/)")
     g.addoption("--rerun", action="store_true", help="recompute cells that already have a record")
+    g.addoption("--report", action="store_true",
+                help="build the report (as `vggbench report`) into <results-dir>/report at session end")
 
 
 def options(config) -> Options:
@@ -134,11 +137,27 @@ def pytest_sessionfinish(session):
     if hasattr(session.config, "workerinput"):
         return  # an xdist worker: the controller aggregates
     session.config.stash[_TABLES_KEY] = aggregate(session.config)
+    if session.config.option.report:
+        session.config.stash[_REPORT_KEY] = _build_report(session)
+
+
+def _build_report(session) -> str:
+    """Build the report after aggregation (controller only); a failure fails the session."""
+    from vggbench.report import build_report as build
+
+    try:
+        out = build(session.config.option.results_dir)
+    except Exception as err:  # the results stay valid: say what broke, exit non-zero
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        return f"report FAILED: {type(err).__name__}: {err}"
+    return f"report written: {out['html']} and {out['md']}"
 
 
 def pytest_terminal_summary(terminalreporter, config):
     tables = config.stash.get(_TABLES_KEY, {})
     if not tables:
+        if _REPORT_KEY in config.stash:
+            terminalreporter.write_line(config.stash[_REPORT_KEY])
         return
     cols = ["case", "seed", "status", "params", "gmacs", "train_images_per_s", "infer_images_per_s",
             "ceiling_fraction", "best_val_top1", "test_top1", "wall_s"]
@@ -148,3 +167,5 @@ def pytest_terminal_summary(terminalreporter, config):
                                     if len(df) else "(no records)")
     terminalreporter.write_line(f"records: {records.runs_dir(config.option.results_dir)}/  "
                                 f"report: vggbench report --results-dir {config.option.results_dir}")
+    if _REPORT_KEY in config.stash:
+        terminalreporter.write_line(config.stash[_REPORT_KEY])

@@ -1,6 +1,8 @@
 """The `vggbench` command. Each subcommand is a `cmd_*` function and one parser entry below.
 
   vggbench profile CONFIG [...]   per-layer table and totals (params, GMACs, GFLOPs) of one model
+  vggbench report [...]           report.md + report.html: tables, plots, claims judged over seeds
+  vggbench data prepare NAME      decode a dataset once into the cache; print its splits and the time
 """
 from __future__ import annotations
 
@@ -38,6 +40,34 @@ def cmd_profile(args) -> int:
     return 0
 
 
+def cmd_data_prepare(args) -> int:
+    import time
+
+    from .data import DataSpec, load_data
+    from .sources import native_size
+
+    spec = DataSpec(args.name, args.image_size or native_size(args.name), data_dir=args.data_dir,
+                    cache_dir=args.cache_dir, skip_bad=args.skip_bad)
+    t0 = time.perf_counter()
+    data = load_data(spec)
+    seconds = time.perf_counter() - t0
+    sizes = data.sizes()
+    print(f"{data.name}: {data.num_classes} classes, {data.image_size}x{data.image_size}, "
+          f"train {sizes['train']} / val {sizes['val']} / test {sizes['test']}")
+    print(f"source: {data.source}")
+    print("mean " + " ".join(f"{v:.4f}" for v in data.mean) + ", std " + " ".join(f"{v:.4f}" for v in data.std))
+    print(f"took {seconds:.3f} s")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import build_report
+
+    out = build_report(args.results_dir, args.out, data_dir=args.data_dir)
+    print(f"report: {out['html']} and {out['md']} ({out['tables']} tables, {len(out['figures'])} figures)")
+    return 0
+
+
 def _positive(kind, what):
     def parse(text):
         try:
@@ -64,6 +94,25 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--num-classes", type=_positive(int, "at least 2"), default=1000)
     pr.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     pr.set_defaults(func=cmd_profile)
+
+    from .data import DATASETS
+
+    da = sub.add_parser("data", help="datasets: decode once into the cache").add_subparsers(dest="action", required=True)
+    dp = da.add_parser("prepare", help="decode a dataset into the cache (again only if its source changed)")
+    dp.add_argument("name", choices=sorted(DATASETS))
+    dp.add_argument("--data-dir", help="local copy (hub parquet layout, CIFAR pickles, tiny-imagenet-200/, "
+                                       "<class>/<image> folders) or a hub id owner/name[@revision]")
+    dp.add_argument("--cache-dir", help="where decoded datasets go (default $VGGBENCH_CACHE or ~/.cache/vggbench)")
+    dp.add_argument("--skip-bad", action="store_true", help="skip undecodable images (counted) instead of failing")
+    dp.add_argument("--image-size", type=_positive(int, "image size must be >= 1"),
+                    help="decode to this size (default: the dataset's own, e.g. 32 for CIFAR)")
+    dp.set_defaults(func=cmd_data_prepare)
+
+    rp = sub.add_parser("report", help="build report.md and report.html from the run records")
+    rp.add_argument("--results-dir", default="results", help="where the run records are (default results/)")
+    rp.add_argument("--out", help="output folder (default <results-dir>/report)")
+    rp.add_argument("--data-dir", help="local copy of the dataset, for the sample images and feature maps")
+    rp.set_defaults(func=cmd_report)
     return p
 
 

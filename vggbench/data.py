@@ -5,7 +5,8 @@ train / val / test splits, the class names and the per-channel mean/std of the t
 Model selection uses val only; test is reported, never tuned on.
 
 Registry (`DATASETS`): "synthetic" is the embedded default (generated in memory, see synthetic.py).
-Real datasets are added by the sources module (see `register`).
+Real datasets (cifar10, cifar100, tiny-imagenet, imagenet, imagefolder) are registered by
+vggbench.sources, imported at the end of this module: decoded once, cached on disk, memory-mapped.
 """
 from __future__ import annotations
 
@@ -97,6 +98,15 @@ def stratified_subset(y: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
     return torch.sort(torch.cat(picks)).values
 
 
+def split_off(y: torch.Tensor, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (kept, taken): a stratified n of y taken out (fixed by the seed), the rest kept.
+    How a dataset without a val (or test) split gets one (see sources.plan_splits)."""
+    taken = stratified_subset(y, n, seed) if n > 0 else torch.zeros(0, dtype=torch.long)
+    keep = torch.ones(len(y), dtype=torch.bool)
+    keep[taken] = False
+    return torch.nonzero(keep).flatten(), taken
+
+
 def apply_subsets(data: ImageData, spec: DataSpec) -> ImageData:
     data = dataclasses.replace(data)
     if spec.train_subset:
@@ -134,9 +144,17 @@ def _synthetic(spec: DataSpec) -> ImageData:
                      mean=mean, std=std, source="generated in memory (vggbench.synthetic)")
 
 
-@functools.lru_cache(maxsize=4)
 def load_data(spec: DataSpec) -> ImageData:
     """The decoded dataset for a spec (memoised per process: cells of one session share it)."""
+    # data_dir / cache_dir / skip_bad are not part of a spec's equality: key the memo on them too.
+    return _load_data(spec, spec.data_dir, spec.cache_dir, spec.skip_bad)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_data(spec: DataSpec, *where) -> ImageData:
     if spec.dataset not in DATASETS:
         raise DataError(f"unknown dataset {spec.dataset!r}: choose one of {', '.join(sorted(DATASETS))}")
     return apply_subsets(DATASETS[spec.dataset](spec), spec)
+
+
+from . import sources  # noqa: E402,F401  registers the real datasets (it imports the names above)

@@ -1,0 +1,80 @@
+"""The pytest plugin end to end, in subprocesses: selection with -k, records and tables,
+divergence as a result, skipping finished cells, pytest-xdist, bad options."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from vggbench import records
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--epochs", "1", "--train-subset", "160", "--test-subset", "100"]
+
+
+def pytest_ablations(*args, results=None):
+    cmd = [sys.executable, "-m", "pytest", "ablations", "-p", "no:cacheprovider", "-q", *args]
+    if results is not None:
+        cmd += ["--results-dir", str(results)]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def collected(*args):
+    out = pytest_ablations("--collect-only", *args).stdout
+    return sorted(line.split("::")[1] for line in out.splitlines() if "::" in line)
+
+
+def test_k_selects_cases():
+    assert collected("-k", "kernel and D") == ["test_kernel[D-3x3-s0]", "test_kernel[D-large-s0]"]
+    assert collected("-k", "adam") == ["test_optimizer[D-adam-s0]"]
+    assert len(collected("-k", "depth")) == 6
+    assert len(collected("-k", "depth", "--seeds", "2")) == 12
+    assert len(collected()) == 6 + 6 + 4 + 6 + 3
+
+
+@pytest.mark.slow
+def test_divergent_cell_is_a_result_and_finished_cells_are_skipped(tmp_path):
+    run = pytest_ablations("-k", "optimizer and sgd", "--lr", "1000", *FAST, results=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    table = pd.read_csv(tmp_path / "optimizer.csv")
+    assert table["status"].tolist() == ["diverged"]
+    assert "diverged" in run.stdout  # the terminal table shows it
+    record_file = next(records.runs_dir(tmp_path).glob("*.json"))
+    stamp = record_file.stat().st_mtime_ns
+    again = pytest_ablations("-k", "optimizer and sgd", "--lr", "1000", *FAST, results=tmp_path)
+    assert again.returncode == 0 and record_file.stat().st_mtime_ns == stamp  # reused, not recomputed
+
+
+@pytest.mark.slow
+def test_xdist_gives_the_same_tables(tmp_path):
+    args = ["-k", "kernel or (optimizer and not sgd)", *FAST]
+    serial = pytest_ablations(*args, results=tmp_path / "serial")
+    parallel = pytest_ablations("-n", "2", *args, results=tmp_path / "xdist")
+    assert serial.returncode == 0 and parallel.returncode == 0, parallel.stdout + parallel.stderr
+    cols = ["case", "seed", "status", "params", "gmacs", "gflops", "epochs_run", "cell_id"]
+    for name in ("kernel", "optimizer"):
+        a = pd.read_csv(tmp_path / "serial" / f"{name}.csv")
+        b = pd.read_csv(tmp_path / "xdist" / f"{name}.csv")
+        # D-sgd is the kernel ablation's D-3x3 cell: one record, in both tables
+        assert len(a) == {"kernel": 4, "optimizer": 3}[name]
+        pd.testing.assert_frame_equal(a[cols], b[cols])
+    files = list(records.runs_dir(tmp_path / "xdist").glob("*.json"))
+    assert len(files) == 6 and all(records.read_record(f) is not None for f in files)
+    assert not list(records.runs_dir(tmp_path / "xdist").glob("*.tmp"))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--profile", "nope"], "argument --profile: invalid choice: 'nope'"),
+    (["--epochs", "-1"], "argument --epochs: '-1' is out of range; epochs must be an integer >= 1"),
+    (["--epochs", "two"], "argument --epochs: 'two' is not a int; epochs must be an integer >= 1"),
+    (["--width", "0"], "argument --width: '0' is out of range; width must be a number > 0"),
+    (["--seeds", "0"], "argument --seeds: '0' is out of range"),
+    (["--image-size", "48"], "image size 48 must be a multiple of 32"),
+])
+def test_bad_options_are_usage_errors(args, message, tmp_path):
+    run = pytest_ablations("--collect-only", *args, results=tmp_path)
+    assert run.returncode == 4
+    assert message in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not any(tmp_path.iterdir())  # nothing written

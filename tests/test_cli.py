@@ -1,0 +1,45 @@
+"""The command line: `vggbench profile` and one-line errors for bad input."""
+import json
+
+import pytest
+
+from vggbench.cli import main
+
+PAPER = {"A": (132_863_336, 7.609), "B": (133_047_848, 11.308), "D": (138_357_544, 15.470),
+         "E": (143_667_240, 19.632)}
+
+
+@pytest.mark.parametrize("config", list(PAPER))
+def test_profile_json_paper_numbers(config, capsys):
+    assert main(["profile", config, "--image-size", "224", "--num-classes", "1000", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    params, gmacs = PAPER[config]
+    assert out["params"] == params
+    assert out["gmacs"] == pytest.approx(gmacs, abs=0.01)
+    assert out["gflops"] == pytest.approx(2 * out["gmacs"], rel=1e-6)
+
+
+def test_profile_table(capsys):
+    assert main(["profile", "A-LRN", "--bn", "--width", "0.125", "--image-size", "32", "--num-classes", "10",
+                 "--head", "linear"]) == 0
+    out = capsys.readouterr().out
+    assert "features.3      LocalResponseNorm 8x32x32" in out
+    assert "params 145,898" in out and "GMACs (fvcore)" in out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["profile", "F"], "invalid choice: 'F'"),
+    (["profile", "D", "--width", "0"], "'0' is out of range: width must be > 0"),
+    (["profile", "D", "--width", "wide"], "'wide' is not a float"),
+    (["profile", "D", "--image-size", "100"], "image size 100 must be a multiple of 32"),
+    (["profile", "D", "--kernels", "5x5"], "invalid choice: '5x5'"),
+    (["profile", "D", "--num-classes", "1"], "num_classes 1 must be at least 2"),
+])
+def test_bad_input_is_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("vggbench")

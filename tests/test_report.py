@@ -1,0 +1,293 @@
+"""vggbench.report on constructed run records (no training): the effects are built in, so the
+claims' verdicts are known in advance."""
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from vggbench import records, report
+from vggbench.cells import Options, cells_for, save_weights
+from vggbench.cli import main
+from vggbench.data import ImageData
+from vggbench.grid import ABLATIONS
+from vggbench.measure import count_params
+from vggbench.models import analytic_macs, build_model
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = 3
+BASE = {"A": 50.0, "A-LRN": 55.0, "B": 52.0, "C": 54.0, "D": 60.0, "E": 59.8}
+
+
+def accuracy(cell) -> tuple[float | None, str]:
+    """The built-in truth: D beats A by 10, E ~ D, LRN +5 (contradicts "no better"), BN -5
+    (reversed), large kernels -4, N(0, 0.01) stalls at chance, Adam +-3 noise, Adagrad -10."""
+    m, t, s = cell.model, cell.train, cell.seed
+    if m.init == "paper":
+        if m.config == "E" and s == 2:
+            return None, "diverged"
+        return 10.0, "stalled"
+    acc = BASE[m.config] - 5.0 * m.batch_norm - 4.0 * (m.kernels == "large") - 1.0 * (m.init == "xavier")
+    acc += {"sgd": 0.0, "adam": [3.0, -3.0, 1.0][s], "adagrad": -10.0}[t.optimizer]
+    acc += [0.0, 0.3, -0.2][s] + (int(cell.id[:4], 16) % 7 - 3) * 0.05  # seed luck + per-cell jitter
+    return acc, "ok"
+
+
+@functools.lru_cache(maxsize=None)
+def _params(spec) -> int:
+    return count_params(build_model(spec))["params"]
+
+
+def make_record(cell, epochs: int | None = None) -> dict:
+    acc, status = accuracy(cell)
+    epochs = epochs or cell.train.epochs
+    chance = math.log(cell.model.num_classes)
+    hist = []
+    for e in range(1, epochs + 1):
+        row = {"epoch": e, "lr": cell.train.learning_rate, "train_top1": 10.0}
+        if status == "diverged":
+            row["train_loss"] = float("inf")
+        else:
+            frac = e / epochs
+            row.update(train_loss=chance if status == "stalled" else chance * (1 - 0.5 * frac),
+                       val_loss=chance, val_top1=acc * frac if status == "ok" else 10.0, val_top5=50.0)
+        hist.append(row)
+        if status == "diverged":
+            break
+    result = {"status": status, "epochs_run": len(hist), "history": hist}
+    if status != "diverged":
+        result.update(best_epoch=len(hist), best_val_top1=hist[-1]["val_top1"],
+                      test={"loss": 1.0, "top1": acc, "top5": min(100.0, acc + 20)})
+    macs = analytic_macs(cell.model)["total"] / 1e9
+    return {"cell_id": cell.id, "config": cell.config(), "ablation": cell.ablation, "case": cell.case,
+            "status": status, "lr": cell.train.learning_rate, "result": result, "params": _params(cell.model),
+            "trainable_params": _params(cell.model), "gmacs": macs, "gflops": 2 * macs,
+            "throughput": {"train": {"images_per_s": 1000 / (1 + 100 * macs)}, "infer": {"images_per_s": 3000 / (1 + 100 * macs)},
+                           "train_gflop_per_s": 1.0, "ceiling_fraction": 0.1},
+            "device": "CPU: constructed x2 threads", "dataset": {"name": "synthetic", "sizes": {"train": 5000, "val": 1000, "test": 2000},
+                                                          "classes": 10, "source": "constructed for tests"},
+            "versions": {"python": "3.x", "torch": torch.__version__, "torchvision": "0.x", "cuda": "none", "cudnn": "none",
+                         "pandas": "x"},
+            "commit": "abc1234", "created": "2026-01-01T00:00:00+00:00", "wall_s": 1.0}
+
+
+def write_grid(results: Path, seeds: int = SEEDS, names=tuple(ABLATIONS), **options) -> dict[str, dict]:
+    written = {}
+    for name in names:
+        for cell in cells_for(name, Options(seeds=seeds, **options)):
+            if cell.id not in written:
+                written[cell.id] = records.write_record(records.record_path(results, cell.id), make_record(cell))
+    return written
+
+
+def fake_data() -> ImageData:
+    g = torch.Generator().manual_seed(0)
+    x = lambda n: torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)  # noqa: E731
+    y = lambda n: torch.arange(n) % 10  # noqa: E731
+    return ImageData("synthetic", [f"class{i}" for i in range(10)], x(40), y(40), x(10), y(10), x(10), y(10),
+                     source="random pixels for tests")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A results dir with the whole grid (3 seeds), weights for one D cell, and its report."""
+    results = tmp_path_factory.mktemp("results")
+    recs = write_grid(results)
+    d = next(c for c in cells_for("depth", Options(seeds=1)) if c.case == "D")
+    torch.manual_seed(0)
+    save_weights(build_model(d.model), records.weights_path(results, d.id))
+    mp = pytest.MonkeyPatch()
+    mp.setattr(report, "_load_data", lambda s, data_dir: (fake_data(), None))
+    try:
+        out = report.build_report(results, results / "report")
+    finally:
+        mp.undo()
+    return results, out, recs
+
+
+def test_report_has_a_table_and_plots_for_every_ablation_and_the_claims(built):
+    results, out, _ = built
+    md = out["md"].read_text()
+    for name in ABLATIONS:
+        assert f"### Ablation: {name}" in md
+        assert f"{name}: mean ± std over seeds; profile smoke" in md   # table caption says where from
+        assert f"figures/s1-{name}-curves.png" in md
+        assert f"figures/s1-{name}-throughput.png" in md
+    for name in ("depth", "kernel"):
+        assert f"figures/s1-{name}-cost.png" in md
+    assert "### Claims" in md and "figures/s1-claims.png" in md
+    assert "## Environment" in md and "abc1234" in md
+    assert "### References beside our numbers" in md and "vgg16_bn" in md and "29.6" in md
+    assert "figures/s1-samples.png" in md and "figures/s1-feature-maps.png" in md
+    assert "profile smoke" in md and "2 epochs" in md and "seeds 0-2 (3)" in md
+    for f in out["figures"]:
+        assert f.is_file() and f.stat().st_size > 1000
+
+
+def test_html_is_self_contained(built):
+    _, out, _ = built
+    page = out["html"].read_text()
+    srcs = re.findall(r'<img[^>]*\ssrc="([^"]+)"', page)
+    assert len(srcs) == len(out["figures"]) > 10
+    assert all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert not re.search(r'(src|href)="(?!data:|https?://arxiv|https?://pytorch|#)', page.replace('href="https://', 'href="#'))
+    assert "<link" not in page and "<script" not in page
+
+
+def test_verdicts_match_the_built_in_effects(built):
+    results, _, recs = built
+    setting = report.collect(list(recs.values()))[0]
+    judged = report.judge_claims(setting, report.load_references()["claims"]).set_index("id")
+    expected = {
+        "depth-D-vs-A": "reproduced",     # +10, tight
+        "depth-E-vs-D": "reproduced",     # -0.2: no clear gain
+        "lrn": "contradicted",            # +5: A-LRN clearly better than A
+        "kernel-B": "reproduced", "kernel-D": "reproduced", "kernel-D-params": "reproduced",
+        "bn-A": "contradicted", "bn-D": "contradicted", "bn-E": "contradicted",  # -5: reversed
+        "init-D-kaiming": "reproduced", "init-E-kaiming": "reproduced", "init-E-xavier": "reproduced",
+        "opt-sgd-vs-adam": "inconclusive",  # -3, +3, -1: noise
+        "opt-sgd-vs-adagrad": "reproduced",
+    }
+    assert judged.verdict.to_dict() == expected
+    assert judged.loc["depth-D-vs-A", "effect"] == pytest.approx(10.0, abs=0.5)
+    assert judged.loc["opt-sgd-vs-adam", "why"] == "CI spans 0"
+    assert judged.loc["depth-D-vs-A", "method"] == "paired t over 3 seeds"
+    # E-paper seed 2 diverged: it counts at chance (10%), so the E init claims keep 3 pairs
+    assert judged.loc["init-E-kaiming", "n"] == 3
+
+
+def test_shared_cells_count_in_every_ablation_they_belong_to(built):
+    _, _, recs = built
+    setting = report.collect(list(recs.values()))[0]
+    d = next(c for c in cells_for("depth", Options(seeds=1)) if c.case == "D")
+    placed = set(map(tuple, setting.rows[setting.rows.cell_id == d.id][["ablation", "case"]].values))
+    assert placed == {("depth", "D"), ("batchnorm", "D-plain"), ("kernel", "D-3x3"), ("init", "D-kaiming"),
+                      ("optimizer", "D-sgd")}
+
+
+def test_tables_show_seeds_and_status_counts(built):
+    _, _, recs = built
+    setting = report.collect(list(recs.values()))[0]
+    init = report.ablation_table(setting, "init").set_index("variant")
+    assert init.loc["D-paper", "status"] == "stalled 3"
+    assert init.loc["E-paper", "status"] == "stalled 2, diverged 1"
+    assert init.loc["E-paper", "test top-1 %"] == "10.0 ± 0.0"   # the diverged seed has no test metric
+    depth = report.ablation_table(setting, "depth").set_index("variant")
+    assert (depth.seeds == SEEDS).all()
+    assert depth.loc["A", "test top-1 %"].startswith("50.")
+
+
+def test_too_few_seeds_is_inconclusive(tmp_path):
+    recs = write_grid(tmp_path, seeds=1)
+    setting = report.collect(list(recs.values()))[0]
+    judged = report.judge_claims(setting, report.load_references()["claims"])
+    accuracy_claims = judged[judged.metric == "test_top1"]
+    assert set(accuracy_claims.verdict) == {"inconclusive"}
+    assert accuracy_claims.why.str.startswith("too few seeds").all()
+
+
+def test_each_setting_gets_its_own_part(tmp_path, monkeypatch):
+    write_grid(tmp_path, seeds=2, names=("optimizer",))
+    write_grid(tmp_path, seeds=2, names=("optimizer",), epochs=3)
+    monkeypatch.setattr(report, "_load_data", lambda s, data_dir: (None, "DataError: not here"))
+    out = report.build_report(tmp_path, tmp_path / "rep")
+    md = out["md"].read_text()
+    assert "## Setting 1:" in md and "## Setting 2:" in md
+    assert "profile smoke (epochs 3)" in md
+    assert "could not be loaded here (DataError: not here)" in md
+    assert "No saved weights under" in md   # no weights: said, not invented
+
+
+def test_missing_or_empty_results_are_one_line_errors(tmp_path, capsys):
+    with pytest.raises(FileNotFoundError, match="run `pytest ablations` first"):
+        report.build_report(tmp_path / "nothing")
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(SystemExit) as exc:
+        main(["report", "--results-dir", str(tmp_path)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "vggbench report: error: no valid run records" in err and "Traceback" not in err
+
+
+def test_cli_builds_the_report(tmp_path, monkeypatch, capsys):
+    write_grid(tmp_path, seeds=2, names=("optimizer",))
+    monkeypatch.setattr(report, "_load_data", lambda s, data_dir: (None, "skipped in this test"))
+    assert main(["report", "--results-dir", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "report:" in printed and (tmp_path / "out" / "report.html").is_file()
+    assert (tmp_path / "out" / "report.md").is_file()
+
+
+def test_references_are_consistent_with_the_grid():
+    ref = report.load_references()
+    cases = {(a.name, c.id) for a in ABLATIONS.values() for c in a.cases}
+    for c in ref["claims"]:
+        assert (c["ablation"], c["treatment"]) in cases and (c["ablation"], c["control"]) in cases, c["id"]
+        assert c["source"] in ref["sources"] and c["metric"] in report.METRICS
+        assert c["expect"] in ("greater", "less", "not_greater")
+    for table in ("paper_table3", "torchvision"):
+        assert ref[table]["source"] in ref["sources"]
+    assert all(r["source"] in ref["sources"] for r in ref["cifar10"]["rows"])
+    t3 = {r["config"]: r["top1_err"] for r in ref["paper_table3"]["rows"]}
+    assert t3 == {"A": 29.6, "A-LRN": 29.7, "B": 28.7, "C": 28.1, "D": 27.0, "E": 27.3}
+
+
+@pytest.mark.slow
+def test_pytest_report_option_builds_the_report_at_session_end(tmp_path):
+    """`pytest ablations --report` with every cell already recorded (nothing trains)."""
+    write_grid(tmp_path, seeds=1)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "ablations", "--seeds", "1", "--results-dir", str(tmp_path),
+                           "--report", "-q", "-p", "no:randomly", "-p", "no:cacheprovider"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"report written: {tmp_path / 'report' / 'report.html'}" in proc.stdout
+    assert (tmp_path / "report" / "report.md").is_file()
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+CHECK = """<script>
+window.addEventListener('load', function () {
+  var imgs = Array.from(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  var p = document.createElement('p'); p.id = 'img-check';
+  p.textContent = 'IMAGES-LOADED ' + ok + '/' + imgs.length;
+  document.body.appendChild(p);
+});
+</script>"""
+
+
+@pytest.mark.browser
+def test_report_renders_in_headless_chromium_with_every_image_loaded(built, tmp_path):
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    _, out, _ = built
+    page = out["html"].read_text()
+    n = page.count("<img")
+    probe = tmp_path / "probe.html"   # the report plus a check script; the report itself has no script
+    probe.write_text(page.replace("</body>", CHECK + "</body>"))
+    profile = tempfile.mkdtemp(prefix="chromium-")
+    try:
+        proc = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                               "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                               "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=10000",
+                               "--dump-dom", probe.as_uri()],
+                              capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": profile})
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    marker = re.search(r"IMAGES-LOADED (\d+)/(\d+)", proc.stdout)
+    assert marker, f"no marker in the DOM; chromium said: {proc.stderr[-2000:]}"
+    assert marker.groups() == (str(n), str(n)) and n > 10

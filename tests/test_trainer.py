@@ -1,0 +1,179 @@
+"""The trainer on a tiny problem: learns, is deterministic, reports divergence and stalls, resumes."""
+import math
+
+import pytest
+import torch
+
+from vggbench import synthetic, trainer
+from vggbench.checkpoint import Checkpoint
+from vggbench.data import ImageData, channel_stats
+from vggbench.loader import DeviceLoader, random_crop_flip
+from vggbench.models import build_model
+from vggbench.trainer import TrainSpec, TrainSpecError, judge, train
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    x, y = synthetic.generate(600, 32, seed=5)
+    mean, std = channel_stats(x)
+    return ImageData("tiny", list(synthetic.CLASSES), x[:400], y[:400], x[400:500], y[400:500], x[500:], y[500:],
+                     mean=mean, std=std)
+
+
+def model(seed=0, **kw):
+    torch.manual_seed(seed)
+    return build_model(**{"config": "A", "batch_norm": True, "width": 0.125, "image_size": 32,
+                          "num_classes": 10, "head": "linear", **kw})
+
+
+SPEC = TrainSpec(epochs=3, batch_size=32, lr=0.05, augment=False, stall_epochs=99)
+
+
+def test_loss_goes_down(tiny):
+    result = train(model(), tiny, SPEC, CPU, seed=0)
+    losses = [h["train_loss"] for h in result["history"]]
+    assert result["status"] == "ok" and result["epochs_run"] == 3
+    assert losses[-1] < losses[0] - 0.2
+    assert set(result["test"]) == {"loss", "top1", "top5"}
+    assert 0 <= result["test"]["top1"] <= result["test"]["top5"] <= 100
+
+
+def test_deterministic_with_seed(tiny):
+    spec = SPEC.replace(epochs=2, augment=True)
+    a = train(model(1), tiny, spec, CPU, seed=1)
+    b = train(model(1), tiny, spec, CPU, seed=1)
+    assert a == b
+    c = train(model(2), tiny, spec, CPU, seed=2)
+    assert c["history"] != a["history"]
+
+
+def test_huge_learning_rate_diverges_and_stops_early(tiny):
+    result = train(model(batch_norm=False), tiny, SPEC.replace(lr=1e3, epochs=5), CPU)
+    assert result["status"] == "diverged"
+    assert result["epochs_run"] == 1
+    assert "test" not in result
+
+
+def test_stalled_run_is_a_status():
+    chance = math.log(10)
+    spec = TrainSpec(stall_epochs=2)
+    assert judge(chance, 1, 10, spec) == "ok"           # too early to call
+    assert judge(chance, 2, 10, spec) == "stalled"      # the 2.3026 plateau
+    assert judge(0.9 * chance, 2, 10, spec) == "ok"
+    assert judge(float("nan"), 1, 10, spec) == "diverged"
+    assert judge(float("inf"), 1, 10, spec) == "diverged"
+    assert judge(100.0, 1, 10, spec) == "diverged"
+
+
+def test_scheduler_steps_after_optimizer(tiny):
+    # A scheduler stepped before the optimiser makes torch warn and skips the first LR value.
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        result = train(model(), tiny, SPEC.replace(epochs=2, schedule="cosine"), CPU)
+    assert result["history"][0]["lr"] == pytest.approx(0.05)  # epoch 1 starts at the full LR
+    assert result["history"][1]["lr"] == pytest.approx(0.05 * 0.5 * (1 + math.cos(math.pi / 2)), rel=0.05)
+
+
+@pytest.mark.parametrize("optimizer", trainer.OPTIMIZERS)
+@pytest.mark.parametrize("schedule", trainer.SCHEDULES)
+def test_every_optimizer_and_schedule_runs(tiny, optimizer, schedule):
+    spec = SPEC.replace(epochs=1, optimizer=optimizer, schedule=schedule, lr=None, grad_clip=1.0, nesterov=optimizer == "sgd")
+    result = train(model(), tiny, spec, CPU)
+    assert result["status"] in ("ok", "stalled") and math.isfinite(result["history"][0]["train_loss"])
+
+
+@pytest.mark.parametrize("fields,message", [
+    (dict(optimizer="rmsprop"), "unknown optimizer 'rmsprop'"),
+    (dict(schedule="linear"), "unknown schedule 'linear'"),
+    (dict(epochs=0), "epochs 0 must be at least 1"),
+    (dict(batch_size=0), "batch size 0 must be at least 1"),
+    (dict(lr=-1.0), "learning rate -1.0 must be > 0"),
+])
+def test_bad_train_spec(fields, message):
+    with pytest.raises(TrainSpecError, match=message):
+        TrainSpec(**fields)
+
+
+def test_no_item_in_the_hot_loop(tiny, monkeypatch):
+    # One host sync per epoch for train metrics + one per evaluation: count Tensor.item calls.
+    calls = []
+    real = torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "item", lambda self: calls.append(1) or real(self))
+    train(model(), tiny, SPEC.replace(epochs=2), CPU)
+    steps_per_epoch = 400 // 32
+    # per epoch: 2 (train loss, acc) + 3 (val); at the end 3 (test)
+    assert len(calls) == 2 * 5 + 3 < steps_per_epoch * 2
+
+
+def test_resume_from_checkpoint_equals_uninterrupted(tiny, tmp_path):
+    spec = SPEC.replace(epochs=3, augment=True, schedule="cosine")
+    full = train(model(4), tiny, spec, CPU, seed=4)
+
+    ckpt = Checkpoint(tmp_path / "cell.ckpt")
+
+    class Killed(Exception):
+        pass
+
+    seen = []
+
+    def die_in_epoch_3(row):
+        seen.append(row["epoch"])
+        if row["epoch"] == 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(model(4), tiny, spec, CPU, seed=4, on_epoch=die_in_epoch_3, checkpoint=ckpt)
+    assert ckpt.load()["history"][-1]["epoch"] == 2
+    torch.manual_seed(999)  # a new process has other RNG state: the checkpoint must restore it
+    resumed = train(model(4), tiny, spec, CPU, seed=4, checkpoint=ckpt)
+    assert resumed == full
+
+
+def test_corrupt_checkpoint_is_set_aside(tmp_path):
+    ckpt = Checkpoint(tmp_path / "c.ckpt")
+    ckpt.save({"x": torch.arange(3)})
+    assert torch.equal(ckpt.load()["x"], torch.arange(3))
+    blob = bytearray(ckpt.path.read_bytes())
+    blob[-5] ^= 0xFF
+    ckpt.path.write_bytes(bytes(blob))
+    assert ckpt.load() is None
+    assert not ckpt.path.exists() and (tmp_path / "c.ckpt.corrupt").exists()
+
+
+# ------------------------------------------------------------------------------ the loader
+
+def test_augmentation_offsets_and_flips_in_range_and_vary():
+    b, pad = 256, 4
+    # Each image is a unique "coordinate" pattern so the crop offset and flip can be read back.
+    rows = torch.arange(32).view(1, 1, 32, 1).expand(b, 1, 32, 32)
+    cols = torch.arange(32).view(1, 1, 1, 32).expand(b, 1, 32, 32)
+    x = torch.cat([rows + 100, cols + 100, torch.arange(b).view(b, 1, 1, 1).expand(b, 1, 32, 32) % 200], 1).to(torch.uint8)
+    out = random_crop_flip(x, pad, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.dtype == torch.uint8
+    # the identity channel survives (labels stay aligned with images)
+    centre = out[:, 2, 16, 16]
+    assert torch.equal(centre, (torch.arange(b) % 200).to(torch.uint8))
+    r = out[:, 0, 16, 16].long() - 100 - 16   # row offset in [-pad, pad]
+    flipped = out[:, 1, 16, 8] > out[:, 1, 16, 24]  # columns that are never padding
+    # unflipped, position 16 shows crop column 16; flipped, crop column 31 - 16 = 15
+    c = out[:, 1, 16, 16].long() - 100 - torch.where(flipped, 15, 16)
+    assert r.abs().max() <= pad and c.abs().max() <= pad
+    assert len(set(r.tolist())) == 2 * pad + 1 and len(set(c.tolist())) == 2 * pad + 1
+    assert 0.35 < flipped.float().mean() < 0.65
+
+
+def test_loader_batches_cover_the_epoch_and_keep_labels():
+    x = torch.arange(100, dtype=torch.uint8).view(100, 1, 1, 1).expand(100, 3, 32, 32).contiguous()
+    y = torch.arange(100)
+    loader = DeviceLoader(x, y, 32, (0, 0, 0), (1 / 255,) * 3, CPU, train=True, augment=False)
+    seen = []
+    for xb, yb in loader:
+        assert torch.equal(xb[:, 0, 0, 0].round().long(), yb)  # image i carries value i
+        seen += yb.tolist()
+    assert len(seen) == 96 and len(set(seen)) == 96          # last partial batch dropped in training
+    evaluation = DeviceLoader(x, y, 32, (0, 0, 0), (1 / 255,) * 3, CPU)
+    assert sum(len(b[1]) for b in evaluation) == 100           # evaluation sees every image

@@ -1,0 +1,486 @@
+"""Real datasets: CIFAR-10/100, Tiny ImageNet, ImageNet and any image folder, decoded once into an
+on-disk cache of uint8 tensors that a later run maps in well under a second.
+
+Where the images come from (`--data-dir`, else the dataset's hub id in KNOWN):
+  hub id            owner/name[@revision], read with datasets.load_dataset (the Hugging Face cache)
+  parquet directory the hub's layout on disk (e.g. plain_text/train-00000-of-00001.parquet), read
+                    with datasets.load_dataset(path): the same code as a hub id
+  CIFAR pickles     cifar-10-batches-py/ or cifar-100-python/, read here (torchvision's reader
+                    insists on the original MD5s)
+  tiny-imagenet-200 train/<wnid>/images/*.JPEG, val/images + val/val_annotations.txt, wnids.txt
+                    (class order), words.txt (class names)
+  image folder      root/<class>/<image>, or root/{train,val,test}/<class>/<image>
+A hub id that is not in the Hugging Face cache fails at once when HF_HUB_OFFLINE is set or the hub
+cannot be reached, with a message that says to pass --data-dir (no retries, no time-outs).
+
+Decoding (PIL): every image becomes RGB (grayscale, RGBA, CMYK and palette images are converted)
+and is fitted to the spec's size (centre crop to the target's aspect, bicubic resize). An image
+that cannot be decoded is an error that names it and counts the bad ones; with skip_bad they are
+skipped and counted (meta.json, ImageData.source). Decoding runs in one process: ImageNet takes
+hours, once (`vggbench data prepare imagenet --data-dir ...`).
+
+Splits, fixed seeds (model selection uses val only; test is reported, never tuned on):
+  train + val + test    used as given
+  train + test (CIFAR)  val = a stratified min(5000, 1/10) of train, taken out of train: 45000/5000
+  train + val           (Tiny ImageNet, ImageNet: test labels are not public) val is divided
+                        stratified 8:2 into val and test
+  train only            test = a stratified 1/10 of train, then val as for train + test
+
+Cache: <cache_dir>/<dataset>-<size>px-<key>/ holds meta.json (classes, split sizes, mean/std of the
+train split, provenance) and per split <split>.x.u8 (raw N x 3 x H x W uint8) and <split>.y.i64.
+The key hashes the source's identity: a local directory's path and every file's size and mtime,
+or a hub id@revision ("main" is decoded once and reused until the entry is deleted). Images are
+memory-mapped (torch.from_file), so a cache need not fit in RAM (ImageNet at 224 is ~190 GB).
+An entry is built in a temporary directory and renamed into place (os.replace) under a file lock:
+never half-written, decoded once by concurrent workers. cache_dir defaults to $VGGBENCH_CACHE,
+else ~/.cache/vggbench.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import io
+import json
+import os
+import pickle
+import re
+import shutil
+import socket
+import urllib.request
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Union
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+from filelock import FileLock
+from PIL import Image, ImageOps
+from tqdm import tqdm
+
+from .data import DataError, DataSpec, ImageData, channel_stats, register, split_off
+
+FORMAT = 1  # bump when the cache layout or the decoding changes: old entries are then ignored
+
+
+@dataclass(frozen=True)
+class Known:
+    hub_id: str | None  # used when no --data-dir is given
+    image_size: int     # the dataset's own size (`vggbench data prepare` default)
+
+
+KNOWN = {
+    "cifar10": Known("uoft-cs/cifar10", 32),
+    "cifar100": Known("uoft-cs/cifar100", 32),
+    "tiny-imagenet": Known("zh-plus/tiny-imagenet", 64),
+    "imagenet": Known("ILSVRC/imagenet-1k", 224),  # gated on the hub: accept its terms, log in
+    "imagefolder": Known(None, 32),
+}
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
+SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+VAL_FROM_TRAIN = 5000   # at most this many train images become val (CIFAR's customary 45000 / 5000)
+TEST_SHARE_OF_VAL = 0.2  # val divided 8:2 into val / test where test labels are not public
+SPLIT_SEED = 0
+HUB_ID = re.compile(r"\w[\w.-]*/\w[\w.-]*(@[\w./-]+)?")  # not ./x or ../x: those are paths
+
+Payload = Union[bytes, str, np.ndarray]  # encoded image bytes, a file path, or an H x W x 3 array
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("VGGBENCH_CACHE") or Path.home() / ".cache" / "vggbench")
+
+
+def native_size(dataset: str) -> int:
+    return KNOWN[dataset].image_size if dataset in KNOWN else DataSpec.image_size
+
+
+# ------------------------------------------------------------------------------ listings
+
+@dataclass
+class Split:
+    """One labelled split of a source: labels up front, image payloads streamed on demand."""
+    labels: torch.Tensor  # int64
+    rows: Callable[[list[int]], Iterator[tuple[str, Payload]]]  # (name for errors, payload), in order
+
+
+@dataclass
+class Listing:
+    classes: list[str]
+    splits: dict[str, Split]  # "train", and "val" and/or "test" where the source has them
+
+
+@dataclass(frozen=True)
+class Source:
+    origin: str    # what a person reads: "parquet directory /data/cifar10"
+    identity: str  # what the cache key hashes: changes when the data does
+    list: Callable[[Path], Listing]  # given a scratch directory, deleted after decoding
+
+
+def _indexed_rows(names: list[str], payloads, indices: list[int]):
+    return ((names[i], payloads[i]) for i in indices)
+
+
+def _file_split(pairs: list[tuple[Path, int]]) -> Split:
+    paths = [str(p) for p, _ in pairs]
+    return Split(torch.tensor([y for _, y in pairs], dtype=torch.int64), functools.partial(_indexed_rows, paths, paths))
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+# ------------------------------------------------------------------------------ Hugging Face: hub ids, parquet dirs
+
+def _list_hf(dsd) -> Listing:
+    """A DatasetDict as a listing: the Image column streamed undecoded (PIL decodes it here, once)."""
+    import datasets
+
+    features = next(iter(dsd.values())).features
+    image_col = next((k for k, f in features.items() if isinstance(f, datasets.Image)), None) or \
+        next((k for k in ("image", "img") if k in features), None)
+    label_col = next((k for k in ("label", "fine_label", "labels") if k in features), None) or \
+        next((k for k, f in features.items() if isinstance(f, datasets.ClassLabel)), None)
+    if image_col is None or label_col is None:
+        raise DataError(f"no image and label columns among {', '.join(features)}: expected e.g. image/img and label")
+    splits = {}
+    for hf_name, ds in dsd.items():
+        labels = torch.from_numpy(ds.data.column(label_col).to_numpy().astype(np.int64))
+        if hf_name not in SPLIT_NAMES or (labels < 0).all():
+            continue  # an unknown or unlabelled split (ImageNet's test has label -1): nothing to score on
+        ds = ds.select_columns([image_col]).cast_column(image_col, datasets.Image(decode=False))
+        splits[SPLIT_NAMES[hf_name]] = Split(labels, functools.partial(_hf_rows, ds, image_col, hf_name))
+    label = features[label_col]
+    n = int(max(int(s.labels.max()) for s in splits.values())) + 1 if splits else 0
+    classes = list(label.names) if isinstance(label, datasets.ClassLabel) else [str(i) for i in range(n)]
+    return Listing(classes, splits)
+
+
+def _hf_rows(ds, col: str, split: str, indices: list[int], batch: int = 256):
+    for start, rows in zip(range(0, len(indices), batch), ds.select(indices).iter(batch_size=batch)):
+        for i, img in zip(indices[start:start + batch], rows[col]):
+            yield f"{split} row {i}", img["bytes"] if img["bytes"] is not None else img["path"]
+
+
+def _list_parquet_dir(root: Path, scratch: Path) -> Listing:
+    import datasets
+
+    # load_dataset converts to Arrow first: keep that copy in scratch (deleted after decoding), not in ~/.cache.
+    return _list_hf(datasets.load_dataset(str(root), cache_dir=str(scratch)))
+
+
+def _hub_offline() -> bool:
+    import datasets
+
+    # Both libraries read HF_HUB_OFFLINE once, at import: read it again so a later setting counts too.
+    return datasets.config.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One TCP connect to the hub endpoint (seconds at most): without network the hub client retries for ~25 s."""
+    from huggingface_hub import constants
+
+    if urllib.request.getproxies().get("https"):
+        return True  # behind a proxy a direct connect proves nothing: let the client try
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _offline_hub():
+    """Offline mode for this call only: the libraries then answer from their cache or fail at once."""
+    import datasets
+    from huggingface_hub import constants
+
+    saved = datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE = saved
+
+
+def _list_hub(repo: str, revision: str, scratch: Path) -> Listing:
+    import datasets
+
+    if not _hub_offline() and _hub_reachable():
+        return _list_hf(datasets.load_dataset(repo, revision=revision))
+    why = "HF_HUB_OFFLINE is set" if _hub_offline() else "the hub cannot be reached"
+    with _offline_hub():
+        try:
+            return _list_hf(datasets.load_dataset(repo, revision=revision))
+        except OSError:  # ConnectionError, FileNotFoundError: not in the Hugging Face cache
+            raise DataError(f"hub dataset {repo} is not in the Hugging Face cache and {why}: give a local copy with "
+                            f"--data-dir PATH (hub parquet layout, CIFAR pickles, tiny-imagenet-200/ or "
+                            f"<class>/<image> folders), or download it once where the hub is reachable") from None
+
+
+# ------------------------------------------------------------------------------ CIFAR pickles
+
+CIFAR_PICKLES = {  # directory: (train files, test files, label key, meta file, class-names key)
+    "cifar-10-batches-py": ([f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], "labels",
+                            "batches.meta", "label_names"),
+    "cifar-100-python": (["train"], ["test"], "fine_labels", "meta", "fine_label_names"),
+}
+
+
+def _unpickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            obj = pickle.load(f, encoding="latin1")  # the originals are Python 2 pickles
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError) as err:
+        raise DataError(f"{path}: not a readable CIFAR pickle ({err}): extract the archive again") from None
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
+
+
+def _list_cifar_pickles(layout: str, root: Path, scratch: Path) -> Listing:
+    train_files, test_files, label_key, meta_file, names_key = CIFAR_PICKLES[layout]
+    splits = {}
+    for split, files in (("train", train_files), ("test", test_files)):
+        parts = [(f, _unpickle(root / f)) for f in files]
+        # Rows are 3072 bytes: the R, G and B planes of a 32 x 32 image.
+        x = np.concatenate([np.asarray(p["data"], dtype=np.uint8) for _, p in parts]).reshape(-1, 3, 32, 32)
+        names = [f"{f} row {i}" for f, p in parts for i in range(len(p[label_key]))]
+        labels = torch.tensor([y for _, p in parts for y in p[label_key]], dtype=torch.int64)
+        splits[split] = Split(labels, functools.partial(_indexed_rows, names, x.transpose(0, 2, 3, 1)))
+    return Listing(list(_unpickle(root / meta_file)[names_key]), splits)
+
+
+# ------------------------------------------------------------------------------ tiny-imagenet-200, image folders
+
+def _list_tiny_imagenet(root: Path, scratch: Path) -> Listing:
+    wnids = (root / "wnids.txt").read_text().split()
+    words = root / "words.txt"
+    names = dict(line.split("\t", 1) for line in words.read_text().splitlines() if "\t" in line) if words.exists() else {}
+    index = {w: i for i, w in enumerate(wnids)}
+    train = [(p, index[w]) for w in wnids for p in _images_in(root / "train" / w / "images")]
+    val = []
+    for line in (root / "val" / "val_annotations.txt").read_text().splitlines():
+        file, wnid = line.split("\t")[:2]
+        if wnid not in index:
+            raise DataError(f"{root}/val/val_annotations.txt names {wnid}, which is not in wnids.txt")
+        val.append((root / "val" / "images" / file, index[wnid]))
+    classes = [names.get(w, w).split(",")[0].strip() for w in wnids]  # "goldfish, Carassius auratus" -> "goldfish"
+    return Listing(classes, {"train": _file_split(train), "val": _file_split(val)})
+
+
+def _list_image_folder(root: Path, scratch: Path) -> Listing:
+    tops = [p for p in root.iterdir() if p.is_dir()]
+    split_dirs = ({SPLIT_NAMES[p.name]: p for p in tops}
+                  if (root / "train").is_dir() and all(p.name in SPLIT_NAMES for p in tops) else {"train": root})
+    classes = sorted(p.name for p in split_dirs["train"].iterdir() if p.is_dir())
+    if not classes:
+        raise DataError(f"{root}: no class folders: expected root/<class>/<image> or root/train/<class>/<image>")
+    index = {c: i for i, c in enumerate(classes)}
+    splits = {}
+    for split, folder in split_dirs.items():
+        pairs = []
+        for class_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+            if class_dir.name not in index:
+                raise DataError(f"{class_dir}: class {class_dir.name!r} has no train folder: add it or remove it")
+            pairs += [(p, index[class_dir.name]) for p in _images_in(class_dir)]
+        if not pairs:
+            raise DataError(f"{folder}: no images in <class>/ folders ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        splits[split] = _file_split(pairs)
+    return Listing(classes, splits)
+
+
+# ------------------------------------------------------------------------------ choosing the source
+
+def _tree_identity(root: Path) -> str:
+    """The path and every file's relative path, size and mtime: changes when the data does."""
+    h = hashlib.sha256(str(root.resolve()).encode())
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            st = os.stat(path)
+            h.update(f"{os.path.relpath(path, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _local(kind: str, root: Path, lister) -> Source:
+    return Source(f"{kind} {root.resolve()}", "local:" + _tree_identity(root), functools.partial(lister, root))
+
+
+def _find(root: Path, subdir: str, markers: tuple[str, ...]) -> Path | None:
+    """root itself or root/subdir, whichever holds all the marker files."""
+    return next((d for d in (root, root / subdir) if all((d / m).is_file() for m in markers)), None)
+
+
+def local_source(root: Path) -> Source:
+    """The layout of a local directory, recognised by its marker files, else an image folder."""
+    for layout, (train_files, test_files, _, meta_file, _) in CIFAR_PICKLES.items():
+        found = _find(root, layout, (meta_file, train_files[0], test_files[0]))
+        if found:
+            return _local("CIFAR pickles", found, functools.partial(_list_cifar_pickles, layout))
+    found = _find(root, "tiny-imagenet-200", ("wnids.txt",))
+    if found:
+        return _local("tiny-imagenet-200 tree", found, _list_tiny_imagenet)
+    if any(next(root.glob(pattern), None) for pattern in ("*.parquet", "*/*.parquet", "*/*/*.parquet")):
+        return _local("parquet directory", root, _list_parquet_dir)
+    return _local("image folder", root, _list_image_folder)
+
+
+def resolve(spec: DataSpec) -> Source:
+    """Where the spec's images come from: --data-dir (a directory or a hub id), else the default hub id."""
+    where = spec.data_dir or KNOWN[spec.dataset].hub_id
+    if where is None:
+        raise DataError(f"{spec.dataset} needs --data-dir PATH: a root/<class>/<image> folder tree")
+    path = Path(where).expanduser()
+    if path.is_dir():
+        return local_source(path)
+    if path.exists() or not HUB_ID.fullmatch(where):
+        raise DataError(f"--data-dir {where}: no such directory (nor a hub id owner/name[@revision])")
+    repo, _, revision = where.partition("@")
+    revision = revision or "main"
+    return Source(f"hub {repo}@{revision}", f"hub:{repo}@{revision}", functools.partial(_list_hub, repo, revision))
+
+
+# ------------------------------------------------------------------------------ splits
+
+def plan_splits(listing: Listing) -> tuple[dict[str, tuple[Split, torch.Tensor]], list[str]]:
+    """Final train / val / test as (source split, row indices), and notes on what was carved where."""
+    rows = {k: (s, torch.arange(len(s.labels))) for k, s in listing.splits.items()}
+    if "train" not in rows:
+        raise DataError(f"no train split among {', '.join(listing.splits) or 'none'}")
+    notes = []
+
+    def carve(frm: str, to: str, n: int, seed: int):
+        split, idx = rows[frm]
+        kept, taken = split_off(split.labels[idx], n, seed)
+        rows[frm], rows[to] = (split, idx[kept]), (split, idx[taken])
+        notes.append(f"{to}: {len(taken)} of the {len(idx)} {frm} images (stratified, seed {seed})")
+
+    if "val" not in rows and "test" not in rows:
+        carve("train", "test", len(rows["train"][1]) // 10, SPLIT_SEED + 1)
+    if "test" not in rows:  # the labelled val is all there is to test on: divide it 8:2
+        carve("val", "test", round(TEST_SHARE_OF_VAL * len(rows["val"][1])), SPLIT_SEED + 2)
+    if "val" not in rows:
+        carve("train", "val", min(VAL_FROM_TRAIN, len(rows["train"][1]) // 10), SPLIT_SEED + 3)
+    empty = [k for k, (_, idx) in rows.items() if len(idx) == 0]
+    if empty:
+        raise DataError(f"too few images: the {' and '.join(empty)} split would be empty")
+    return {k: rows[k] for k in ("train", "val", "test")}, notes
+
+
+# ------------------------------------------------------------------------------ decoding
+
+def _open(payload: Payload) -> Image.Image:
+    if isinstance(payload, np.ndarray):
+        return Image.fromarray(payload)
+    return Image.open(io.BytesIO(payload) if isinstance(payload, bytes) else payload)
+
+
+def decode(payload: Payload, size: int) -> np.ndarray:
+    """One image as a 3 x size x size uint8 RGB array."""
+    with _open(payload) as img:
+        rgb = img.convert("RGB")  # L, LA, RGBA, CMYK, P ... -> RGB (alpha dropped)
+    if rgb.size != (size, size):
+        rgb = ImageOps.fit(rgb, (size, size), Image.Resampling.BICUBIC)
+    return np.asarray(rgb).transpose(2, 0, 1)
+
+
+def _write_split(folder: Path, name: str, split: Split, idx: torch.Tensor, size: int, label: str):
+    """Decode the rows into <name>.x.u8 / <name>.y.i64, streaming (no N x 3 x H x W in RAM).
+    Returns (images written, [(row name, error)] of the undecodable ones)."""
+    kept, bad = [], []
+    rows = split.rows(idx.tolist())
+    with open(folder / f"{name}.x.u8", "wb") as f:
+        for (ref, payload), y in tqdm(zip(rows, split.labels[idx].tolist()), total=len(idx), unit="img",
+                                      desc=f"decoding {label} {name}", mininterval=1):
+            try:
+                f.write(decode(payload, size).tobytes())
+                kept.append(y)
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+                bad.append((ref, f"{type(err).__name__}: {err}"))
+    np.asarray(kept, dtype=np.int64).tofile(folder / f"{name}.y.i64")
+    return len(kept), bad
+
+
+def _check_bad(bad: list[tuple[str, str]], total: int, spec: DataSpec, origin: str) -> None:
+    if not bad:
+        return
+    ref, err = bad[0]
+    what = f"{len(bad)} of {total} images in {origin} cannot be decoded, first {ref} ({err})"
+    if not spec.skip_bad:
+        raise DataError(f"{what}: fix or remove them, or pass --skip-bad to skip them (counted)")
+    warnings.warn(f"{what}: skipped (--skip-bad)", stacklevel=2)
+
+
+def _build(spec: DataSpec, source: Source, entry: Path) -> None:
+    """Decode the source into a temporary directory, then rename it to `entry`: all or nothing."""
+    for stale in entry.parent.glob(f"{entry.name}.tmp-*"):  # a killed build's: we hold the entry's lock
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = entry.with_name(f"{entry.name}.tmp-{os.getpid()}")
+    (tmp / "scratch").mkdir(parents=True)
+    try:
+        listing = source.list(tmp / "scratch")
+        if len(listing.classes) < 2:
+            raise DataError(f"{source.origin}: {len(listing.classes)} class(es): a classifier needs at least 2")
+        rows, notes = plan_splits(listing)
+        sizes, bad = {}, {}
+        for name, (split, idx) in rows.items():
+            sizes[name], bad[name] = _write_split(tmp, name, split, idx, spec.image_size, spec.dataset)
+        _check_bad([b for v in bad.values() for b in v], sum(len(i) for _, i in rows.values()), spec, source.origin)
+        if not all(sizes.values()):
+            raise DataError(f"{source.origin}: no decodable images left in a split ({sizes})")
+        mean, std = channel_stats(_tensors(tmp, "train", sizes["train"], spec.image_size)[0],
+                                  chunk=max(1, (1 << 22) // (3 * spec.image_size ** 2)))
+        meta = {"format": FORMAT, "dataset": spec.dataset, "origin": source.origin, "image_size": spec.image_size,
+                "classes": listing.classes, "sizes": sizes,
+                "source_sizes": {k: len(s.labels) for k, s in listing.splits.items()}, "splits": notes,
+                "mean": mean, "std": std, "skipped": {k: [r for r, _ in v] for k, v in bad.items() if v}}
+        shutil.rmtree(tmp / "scratch")
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))  # last: its presence marks a complete entry
+        os.replace(tmp, entry)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------ the cache
+
+def _tensors(entry: Path, split: str, n: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Memory-mapped (copy-on-write) views of a split: nothing is read until it is used."""
+    x = torch.from_file(str(entry / f"{split}.x.u8"), shared=False, size=n * 3 * size * size, dtype=torch.uint8)
+    y = torch.from_file(str(entry / f"{split}.y.i64"), shared=False, size=n, dtype=torch.int64)
+    return x.view(n, 3, size, size), y
+
+
+def cache_entry(spec: DataSpec, source: Source) -> Path:
+    key = json.dumps({"format": FORMAT, "dataset": spec.dataset, "image_size": spec.image_size,
+                      "skip_bad": spec.skip_bad, "source": source.identity}, sort_keys=True)
+    root = Path(spec.cache_dir).expanduser() if spec.cache_dir else default_cache_dir()
+    return root / f"{spec.dataset}-{spec.image_size}px-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def read_entry(entry: Path, name: str) -> ImageData:
+    meta = json.loads((entry / "meta.json").read_text())
+    splits = {k: _tensors(entry, k, n, meta["image_size"]) for k, n in meta["sizes"].items()}
+    skipped = sum(len(v) for v in meta["skipped"].values())
+    given = ", ".join(f"{k} {n}" for k, n in meta["source_sizes"].items())
+    source = (f"{meta['origin']} ({'; '.join([given, *meta['splits']])}), cached in {entry}"
+              + (f", {skipped} undecodable images skipped" if skipped else ""))
+    return ImageData(name, meta["classes"], *splits["train"], *splits["val"], *splits["test"],
+                     mean=tuple(meta["mean"]), std=tuple(meta["std"]), source=source)
+
+
+def load(spec: DataSpec) -> ImageData:
+    """The spec's dataset from its cache entry, decoding it first if there is none (once: file lock)."""
+    source = resolve(spec)
+    entry = cache_entry(spec, source)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{entry}.lock"):
+        if not (entry / "meta.json").is_file():
+            _build(spec, source, entry)
+    return read_entry(entry, spec.dataset)
+
+
+for _name in KNOWN:
+    register(_name)(load)
