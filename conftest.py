@@ -53,6 +53,7 @@ def pytest_addoption(parser):
     g.addoption("--skip-bad", action="store_true", help="skip undecodable images (counted) instead of failing")
     g.addoption("--results-dir", default="results", help="where records and tables go (default results/)")
     g.addoption("--rerun", action="store_true", help="recompute cells that already have a record")
+    g.addoption("--compile", action="store_true", help="torch.compile every model (slow to start; for long runs)")
     g.addoption("--report", action="store_true",
                 help="build the report (as `vggbench report`) into <results-dir>/report at session end")
 
@@ -61,7 +62,7 @@ def options(config) -> Options:
     o = config.option
     return Options(profile=o.profile, seeds=o.seeds, device=o.device, epochs=o.epochs, width=o.width,
                    batch_size=o.batch_size, lr=o.lr, image_size=o.image_size, train_subset=o.train_subset,
-                   test_subset=o.test_subset, data_dir=o.data_dir, cache_dir=o.cache_dir, skip_bad=o.skip_bad)
+                   test_subset=o.test_subset, data_dir=o.data_dir, cache_dir=o.cache_dir, skip_bad=o.skip_bad, compile=o.compile)
 
 
 def pytest_configure(config):

@@ -177,3 +177,62 @@ def test_loader_batches_cover_the_epoch_and_keep_labels():
     assert len(seen) == 96 and len(set(seen)) == 96          # last partial batch dropped in training
     evaluation = DeviceLoader(x, y, 32, (0, 0, 0), (1 / 255,) * 3, CPU)
     assert sum(len(b[1]) for b in evaluation) == 100           # evaluation sees every image
+
+
+def _coordinate_images(b, size):
+    """Images whose channel 0 holds the row, channel 1 the column (scaled to 0..255)."""
+    ramp = torch.linspace(0, 255, size)
+    return torch.stack([ramp.view(size, 1).expand(size, size), ramp.view(1, size).expand(size, size),
+                        torch.zeros(size, size)]).expand(b, 3, size, size).contiguous()
+
+
+def test_scale_jitter_crops_224_of_s_and_flips():
+    from vggbench.loader import scale_jitter_crop
+
+    b, size = 400, 64
+    out = scale_jitter_crop(_coordinate_images(b, size), size, torch.Generator().manual_seed(0))
+    assert out.shape == (b, 3, size, size)
+    rows = out[:, 0, :, size // 2]
+    span = (rows[:, -1] - rows[:, 0]).abs() / 255  # fraction of the image side the crop covers
+    assert span.min() > 224 / 512 - 0.05 and span.max() < 224 / 256 + 0.02   # crop = 224 / S, S in [256, 512]
+    assert span.max() - span.min() > 0.3                                       # S varies per image
+    cols = out[:, 1, size // 2, :]
+    flipped = cols[:, 0] > cols[:, -1]
+    assert 0.35 < flipped.float().mean() < 0.65
+    assert out.min() >= 0 and out.max() <= 255                                 # inside the image
+
+
+def test_random_resized_crop_boxes_inside_the_image():
+    from vggbench.loader import random_resized_crop
+
+    out = random_resized_crop(_coordinate_images(300, 64), 32, torch.Generator().manual_seed(1))
+    assert out.shape == (300, 3, 32, 32)
+    span_r = (out[:, 0, -1, 16] - out[:, 0, 0, 16]).abs() / 255
+    assert span_r.min() < 0.4 and span_r.max() > 0.8  # areas from 8% to 100% of the image
+    assert out.min() >= 0 and out.max() <= 255
+
+
+def test_chunked_loader_sees_every_image_once_per_epoch():
+    # A data set too big for the device: resident_bytes forces chunks of 2 batches.
+    n, batch = 100, 8
+    x = torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 3, 32, 32).contiguous()
+    y = torch.arange(n)
+    per_image = 3 * 32 * 32
+    loader = DeviceLoader(x, y, batch, (0, 0, 0), (1 / 255,) * 3, CPU, train=True, augment=False,
+                          resident_bytes=2 * 2 * batch * per_image)
+    assert not loader.resident and loader.chunk == 2 * batch
+    labels = []
+    for xb, yb in loader:
+        assert torch.equal(xb[:, 0, 0, 0].round().long(), yb)
+        labels += yb.tolist()
+    assert len(labels) == n // batch * batch and len(set(labels)) == len(labels)
+    again = [yb.tolist() for _, yb in loader]
+    assert sum(again, []) != labels  # reshuffled every epoch
+    evaluation = DeviceLoader(x, y, batch, (0, 0, 0), (1 / 255,) * 3, CPU, resident_bytes=2 * 2 * batch * per_image)
+    assert sorted(sum((yb.tolist() for _, yb in evaluation), [])) == list(range(n))
+
+
+def test_unknown_policy_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown augmentation policy 'mixup'"):
+        DeviceLoader(torch.zeros(4, 3, 32, 32, dtype=torch.uint8), torch.zeros(4, dtype=torch.long), 2,
+                     (0, 0, 0), (1, 1, 1), CPU, policy="mixup")

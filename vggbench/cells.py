@@ -53,6 +53,7 @@ class Options:
     data_dir: str | None = None
     cache_dir: str | None = None
     skip_bad: bool = False
+    compile: bool = False
 
     def baseline(self) -> Profile:
         p = PROFILES[self.profile]
@@ -60,7 +61,7 @@ class Options:
             image_size=self.image_size, train_subset=self.train_subset, test_subset=self.test_subset,
             data_dir=self.data_dir, cache_dir=self.cache_dir).items() if v is not None}, skip_bad=self.skip_bad)
         model = p.model.replace(**_given(width=self.width, image_size=self.image_size))
-        train_ = p.train.replace(**_given(epochs=self.epochs, batch_size=self.batch_size))
+        train_ = p.train.replace(**_given(epochs=self.epochs, batch_size=self.batch_size), compile=self.compile)
         return p.replace(data=data, model=model, train=train_)
 
 

@@ -60,6 +60,51 @@ def cmd_data_prepare(args) -> int:
     return 0
 
 
+def _bench_spec(args) -> ModelSpec:
+    return ModelSpec(config=args.config, batch_norm=args.bn, kernels=args.kernels, head=args.head, width=args.width,
+                     image_size=args.image_size, num_classes=args.num_classes)
+
+
+def cmd_bench_pipeline(args) -> int:
+    from .bench import pipeline
+    from .data import DataSpec
+
+    data = DataSpec(args.dataset, args.image_size, train_subset=args.train_subset, data_dir=args.data_dir,
+                    cache_dir=args.cache_dir)
+    df = pipeline(_bench_spec(args), data, args.batch_size, args.device, args.workers, args.out)
+    r = df.iloc[0]
+    print(f"{r['model']} on {r['dataset']} ({r['train_images']} images, batch {r['batch_size']}, {r['steps']} steps), "
+          f"{r['device']}, amp {r['amp']}")
+    for name, label in (("vggbench", "(a) vggbench: device-resident data, batched augmentation"),
+                        ("typical", f"(b) typical: DataLoader+PIL ({args.workers} workers), .item() per step"),
+                        ("ceiling", "(c) ceiling: same steps on one pre-made device batch")):
+        print(f"  {label:<62} {r[name + '_s']:8.2f} s  {r[name + '_images_per_s']:9.0f} img/s")
+    print(f"  a/b = {r['ratio_a_over_b']:.3f}  (vggbench is {1 / r['ratio_a_over_b']:.2f}x the typical loop's speed)")
+    print(f"  a/c = {r['ratio_a_over_c']:.3f}  (vggbench's epoch vs the model-only ceiling)")
+    if args.out:
+        print(f"written: {args.out}")
+    return 0
+
+
+def cmd_bench_throughput(args) -> int:
+    from .bench import model_throughput
+
+    r = model_throughput(_bench_spec(args), args.batch_size, args.device, args.amp, not args.no_channels_last,
+                         args.compile, repeats=args.repeats)
+    if args.json:
+        print(json.dumps(r, default=str))
+        return 0
+    print(f"{r['model']} at {r['image_size']}px, batch {r['train']['batch_size']}, {r['dtype']}, "
+          f"channels_last={r['channels_last']}, compile={r['compile']}, {r['device']}")
+    for kind in ("train", "infer"):
+        t = r[kind]
+        print(f"  {kind:5}: {t['images_per_s']:9.1f} img/s (min {t['images_per_s_min']:.1f}, max {t['images_per_s_max']:.1f}, "
+              f"{t['repeats']} repeats; warm-up/compile {t['compile_s']:.2f} s)")
+    print(f"  training: {r['train_gflop_per_s']:.1f} GFLOP/s achieved = {r['ceiling_fraction']:.1%} of the measured "
+          f"{r['dtype']} matmul ceiling ({r['ceiling_gflop_per_s']:.1f} GFLOP/s)")
+    return 0
+
+
 def cmd_report(args) -> int:
     from .report import build_report
 
@@ -107,6 +152,36 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--image-size", type=_positive(int, "image size must be >= 1"),
                     help="decode to this size (default: the dataset's own, e.g. 32 for CIFAR)")
     dp.set_defaults(func=cmd_data_prepare)
+
+    be = sub.add_parser("bench", help="benchmarks: the input pipeline, model throughput").add_subparsers(
+        dest="action", required=True)
+    for name, helptext in (("pipeline", "one epoch three ways: vggbench vs typical DataLoader+PIL vs ceiling"),
+                           ("throughput", "training/inference images/s and fraction of the matmul ceiling")):
+        b = be.add_parser(name, help=helptext)
+        b.add_argument("config", nargs="?", default="A", choices=list(CONFIGS))
+        b.add_argument("--bn", action="store_true")
+        b.add_argument("--kernels", choices=KERNEL_PLANS, default="3x3")
+        b.add_argument("--head", choices=list(HEADS), default="linear")
+        b.add_argument("--width", type=_positive(float, "width must be > 0"), default=0.25 if name == "pipeline" else 1.0)
+        b.add_argument("--image-size", type=_positive(int, "a multiple of 32"), default=32)
+        b.add_argument("--num-classes", type=_positive(int, "at least 2"), default=10)
+        b.add_argument("--batch-size", type=_positive(int, "at least 1"), default=128)
+        b.add_argument("--device", default="auto")
+        if name == "pipeline":
+            b.add_argument("--dataset", default="cifar10")
+            b.add_argument("--data-dir")
+            b.add_argument("--cache-dir")
+            b.add_argument("--train-subset", type=_positive(int, "at least 1"))
+            b.add_argument("--workers", type=int, default=2, help="DataLoader workers of the typical loop")
+            b.add_argument("--out", default="results/pipeline.csv")
+            b.set_defaults(func=cmd_bench_pipeline)
+        else:
+            b.add_argument("--amp", choices=("auto", "off", "bf16"), default="auto")
+            b.add_argument("--no-channels-last", action="store_true")
+            b.add_argument("--compile", action="store_true", help="torch.compile (compile time reported apart)")
+            b.add_argument("--repeats", type=_positive(int, "at least 1"), default=10)
+            b.add_argument("--json", action="store_true")
+            b.set_defaults(func=cmd_bench_throughput)
 
     rp = sub.add_parser("report", help="build report.md and report.html from the run records")
     rp.add_argument("--results-dir", default="results", help="where the run records are (default results/)")

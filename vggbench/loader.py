@@ -5,10 +5,17 @@ Why (the tricks, named):
 - each epoch one random permutation drawn on the device, batches by index gather.
 - augmentation as batched tensor ops on the device: random crop with zero padding (torchvision's
   RandomCrop(padding=4) default fill) and horizontal flip, one offset/flip per image.
+- ImageNet-sized data: the paper's scale jittering (rescale so the shorter side is S drawn from
+  [256, 512], take a random 224 crop) or torchvision-style random-resized crop, both as ONE batched
+  affine resampling (affine_grid + grid_sample) with a per-image box; evaluation takes the centre.
+- data too large for the device (ImageNet: a memory-mapped uint8 cache) is read in chunks: chunk
+  order and the order inside each chunk are shuffled every epoch (block shuffling).
 - normalisation after augmentation, in float, in channels_last for convolution speed.
 No per-sample Python runs in the loop; the same code runs on CPU.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -29,14 +36,73 @@ def random_crop_flip(x: torch.Tensor, pad: int, generator: torch.Generator) -> t
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
 
+def affine_crop(x: torch.Tensor, half_w: torch.Tensor, half_h: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor,
+                flip: torch.Tensor, out_size: int) -> torch.Tensor:
+    """Resample a box of every image (centre cx, cy and half-extents in [-1, 1] image units, optionally
+    mirrored) to out_size x out_size, bilinearly: crop + resize + flip in one batched op."""
+    b = x.shape[0]
+    sx = torch.where(flip, -half_w, half_w)
+    zero = torch.zeros_like(sx)
+    theta = torch.stack([torch.stack([sx, zero, cx], 1), torch.stack([zero, half_h, cy], 1)], 1)
+    grid = torch.nn.functional.affine_grid(theta, (b, x.shape[1], out_size, out_size), align_corners=False)
+    return torch.nn.functional.grid_sample(x.float(), grid, mode="bilinear", padding_mode="reflection",
+                                           align_corners=False)
+
+
+def scale_jitter_crop(x: torch.Tensor, out_size: int, generator: torch.Generator,
+                      s_range: tuple[int, int] = (256, 512), crop: int = 224) -> torch.Tensor:
+    """The paper's training augmentation (section 3.1): the image is rescaled so its shorter side is S,
+    S ~ U[256, 512] per image, a random crop x crop is taken and mirrored with p=0.5. The stored image
+    stands for the whole rescaled image, so the crop covers crop/S of its side."""
+    b, dev = x.shape[0], x.device
+    s = s_range[0] + torch.rand(b, device=dev, generator=generator) * (s_range[1] - s_range[0])
+    half = crop / s
+    cx = (torch.rand(b, device=dev, generator=generator) * 2 - 1) * (1 - half)
+    cy = (torch.rand(b, device=dev, generator=generator) * 2 - 1) * (1 - half)
+    flip = torch.rand(b, device=dev, generator=generator) < 0.5
+    return affine_crop(x, half, half, cx, cy, flip, out_size)
+
+
+def random_resized_crop(x: torch.Tensor, out_size: int, generator: torch.Generator,
+                        scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)) -> torch.Tensor:
+    """torchvision's RandomResizedCrop + RandomHorizontalFlip, batched: area fraction ~ U[scale],
+    log aspect ratio ~ U[log ratio], box clipped to the image."""
+    b, dev = x.shape[0], x.device
+    area = scale[0] + torch.rand(b, device=dev, generator=generator) * (scale[1] - scale[0])
+    logr = math.log(ratio[0]) + torch.rand(b, device=dev, generator=generator) * (math.log(ratio[1]) - math.log(ratio[0]))
+    r = logr.exp()
+    half_w = (area * r).sqrt().clamp(max=1.0)
+    half_h = (area / r).sqrt().clamp(max=1.0)
+    cx = (torch.rand(b, device=dev, generator=generator) * 2 - 1) * (1 - half_w)
+    cy = (torch.rand(b, device=dev, generator=generator) * 2 - 1) * (1 - half_h)
+    flip = torch.rand(b, device=dev, generator=generator) < 0.5
+    return affine_crop(x, half_w, half_h, cx, cy, flip, out_size)
+
+
+POLICIES = ("crop-flip", "scale-jitter", "random-resized-crop")
+
+
 class DeviceLoader:
     """Iterates (normalised float images, labels) batches of uint8 tensors held on `device`."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, mean, std, device: torch.device,
                  train: bool = False, augment: bool = True, pad: int = 4, seed: int = 0,
-                 channels_last: bool = True):
-        self.x = x.to(device, non_blocking=True)
-        self.y = y.to(device, non_blocking=True)
+                 channels_last: bool = True, policy: str = "auto", resident_bytes: int | None = None):
+        """policy: "auto" (crop-flip up to 64 px, scale-jitter above), or one of POLICIES.
+        resident_bytes: the most image bytes kept on the device; larger data is read in chunks
+        (default: everything on the device, except on CUDA where 40% of free memory is the limit)."""
+        if policy == "auto":
+            policy = "crop-flip" if x.shape[-1] <= 64 else "scale-jitter"
+        if policy not in POLICIES:
+            raise ValueError(f"unknown augmentation policy {policy!r}: choose auto or one of {', '.join(POLICIES)}")
+        self.policy = policy
+        if resident_bytes is None and device.type == "cuda":
+            resident_bytes = int(0.4 * torch.cuda.mem_get_info(device)[0])
+        self.resident = resident_bytes is None or x.numel() * x.element_size() <= resident_bytes
+        # chunks of half the allowed bytes: the chunk in use and the one being loaded fit together
+        self.chunk = len(y) if self.resident else max(batch_size, resident_bytes // 2 // max(1, x[0].numel()))
+        self.x = x.to(device, non_blocking=True) if self.resident else x
+        self.y = y.to(device, non_blocking=True) if self.resident else y
         self.batch_size, self.device, self.train = batch_size, device, train
         self.augment, self.pad = augment and train, pad
         self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255
@@ -49,14 +115,41 @@ class DeviceLoader:
         # Training drops the last partial batch (a batch of 1 breaks BatchNorm); evaluation sees all.
         return n // self.batch_size if self.train and n >= self.batch_size else -(-n // self.batch_size)
 
-    def __iter__(self):
+    def _prepare(self, xb: torch.Tensor) -> torch.Tensor:
+        size = xb.shape[-1]
+        if self.augment and self.policy == "crop-flip":
+            xb = random_crop_flip(xb, self.pad, self.generator)
+        elif self.augment and self.policy == "scale-jitter":
+            xb = scale_jitter_crop(xb, size, self.generator)
+        elif self.augment:
+            xb = random_resized_crop(xb, size, self.generator)
+        return ((xb.float() - self.mean) / self.std).contiguous(memory_format=self.memory_format)
+
+    def _chunks(self):
+        """(images, labels) on the device: the whole set, or shuffled chunks of a host/memmap set."""
         n = len(self.y)
-        order = (torch.randperm(n, device=self.device, generator=self.generator) if self.train
-                 else torch.arange(n, device=self.device))
-        for i in range(len(self)):
-            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
-            xb = self.x[idx]
-            if self.augment:
-                xb = random_crop_flip(xb, self.pad, self.generator)
-            xb = ((xb.float() - self.mean) / self.std).contiguous(memory_format=self.memory_format)
-            yield xb, self.y[idx]
+        if self.resident:
+            yield self.x, self.y
+            return
+        starts = list(range(0, n, self.chunk))
+        if self.train:
+            starts = [starts[i] for i in torch.randperm(len(starts), device=self.device, generator=self.generator).tolist()]
+        for s in starts:
+            yield (self.x[s:s + self.chunk].to(self.device, non_blocking=True),
+                   self.y[s:s + self.chunk].to(self.device, non_blocking=True))
+
+    def __iter__(self):
+        carry_x = carry_y = None  # a partial batch at a chunk's end joins the next chunk
+        for x, y in self._chunks():
+            if carry_x is not None:
+                x, y = torch.cat([carry_x, x]), torch.cat([carry_y, y])
+            n = len(y)
+            order = (torch.randperm(n, device=self.device, generator=self.generator) if self.train
+                     else torch.arange(n, device=self.device))
+            full = n // self.batch_size * self.batch_size
+            for i in range(0, full, self.batch_size):
+                idx = order[i:i + self.batch_size]
+                yield self._prepare(x[idx]), y[idx]
+            carry_x, carry_y = x[order[full:]], y[order[full:]]
+        if len(carry_y) and not (self.train and len(self.y) >= self.batch_size):
+            yield self._prepare(carry_x), carry_y  # evaluation sees every image

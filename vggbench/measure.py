@@ -236,7 +236,10 @@ def throughput(model: VGG, device: torch.device, batch_size: int, train: bool, w
                         with torch.no_grad():
                             model(x)
 
-            times = time_steps(step, device, warmup, repeats)
+            with Timer(device) as warm:  # includes compilation / autotuning: reported apart
+                for _ in range(warmup):
+                    step()
+            times = time_steps(step, device, 0, repeats)
             break
         except (RuntimeError, torch.cuda.OutOfMemoryError) as err:
             if not _is_oom(err) or batch_size // 2 < min_batch:
@@ -248,7 +251,7 @@ def throughput(model: VGG, device: torch.device, batch_size: int, train: bool, w
             batch_size //= 2
     ips = [batch_size / t for t in times]
     return {"images_per_s": statistics.median(ips), "images_per_s_min": min(ips), "images_per_s_max": max(ips),
-            "batch_size": batch_size, "repeats": repeats,
+            "batch_size": batch_size, "repeats": repeats, "warmup_s": warm.seconds,
             "peak_mem_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None}
 
 

@@ -1,0 +1,181 @@
+"""Benchmarks measured side by side in one process: where does an epoch's time go?
+
+`pipeline`: one training epoch on the same model, data, device and batch size, three ways:
+  (a) vggbench  - uint8 data resident on the device, batched augmentation, no per-step sync;
+  (b) typical   - torchvision DataLoader over PIL images (RandomCrop(32, padding=4),
+                  RandomHorizontalFlip, ToTensor, Normalize) and `.item()` after every step,
+                  as most VGG write-ups do;
+  (c) ceiling   - the same number of training steps on one batch already on the device: the
+                  model's own speed, no data movement at all.
+  Reported: the three times and the ratios a/b (< 1: vggbench is faster) and a/c (>= 1: how
+  close the data path comes to the model's speed).
+
+`model_throughput`: training and inference images/s of one model at one batch size, with the
+achieved FLOP/s and its fraction of the device's measured dense-matmul ceiling.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from . import records
+from .data import DataSpec, load_data
+from .loader import DeviceLoader
+from .measure import (Timer, count_flops, device_name, matmul_ceiling, resolve_device, synchronize, throughput,
+                      versions)
+from .models import ModelSpec, build_model
+from .trainer import TrainSpec, autocast_dtype, make_optimizer
+
+
+def _step(model, opt, x, y, amp):
+    with torch.autocast(x.device.type, dtype=amp, enabled=amp is not None):
+        loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return loss
+
+
+def epoch_vggbench(model, opt, data, batch_size, device, amp) -> int:
+    loader = DeviceLoader(data.train_x, data.train_y, batch_size, data.mean, data.std, device, train=True)
+    steps = 0
+    loss_sum = torch.zeros((), device=device)
+    for x, y in loader:
+        loss_sum += _step(model, opt, x, y, amp).detach()
+        steps += 1
+    loss_sum.item()  # the epoch's one sync
+    return steps
+
+
+class _PILDataset(torch.utils.data.Dataset):
+    """What torchvision.datasets.CIFAR10 does: a PIL image per sample, transformed per sample."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, transform):
+        self.x = x.permute(0, 2, 3, 1).contiguous().numpy()  # N x H x W x 3 uint8, as CIFAR10.data
+        self.y = y.tolist()
+        self.transform = transform
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.x[i])), self.y[i]
+
+
+def epoch_typical(model, opt, data, batch_size, device, amp, workers: int = 2) -> int:
+    import torchvision.transforms as T
+
+    size = data.image_size
+    tf = T.Compose([T.RandomCrop(size, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+                    T.Normalize(data.mean, data.std)])
+    loader = torch.utils.data.DataLoader(_PILDataset(data.train_x, data.train_y, tf), batch_size=batch_size,
+                                         shuffle=True, drop_last=True, num_workers=workers,
+                                         pin_memory=device.type == "cuda")
+    steps = 0
+    total = 0.0
+    for x, y in loader:
+        x = x.to(device).contiguous(memory_format=torch.channels_last)
+        total += _step(model, opt, x, y.to(device), amp).item()  # the per-step sync of typical code
+        steps += 1
+    return steps
+
+
+def epoch_ceiling(model, opt, data, batch_size, device, amp, steps: int) -> int:
+    x = torch.randn(batch_size, 3, data.image_size, data.image_size, device=device).contiguous(
+        memory_format=torch.channels_last)
+    y = torch.randint(0, data.num_classes, (batch_size,), device=device)
+    loss_sum = torch.zeros((), device=device)
+    for _ in range(steps):
+        loss_sum += _step(model, opt, x, y, amp).detach()
+    loss_sum.item()
+    return steps
+
+
+def pipeline(model_spec: ModelSpec, data_spec: DataSpec, batch_size: int = 128, device: str = "auto",
+             workers: int = 2, out: str | Path | None = "results/pipeline.csv", warmup_steps: int = 3) -> pd.DataFrame:
+    dev = resolve_device(device)
+    data = load_data(data_spec)
+    model_spec = model_spec.replace(num_classes=data.num_classes, image_size=data.image_size)
+    train_spec = TrainSpec(batch_size=batch_size)
+    amp = autocast_dtype(train_spec, dev)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    torch.manual_seed(0)
+    base = build_model(model_spec).to(dev, memory_format=torch.channels_last).train()
+
+    def fresh():
+        model = copy.deepcopy(base)
+        opt = make_optimizer(model, train_spec)
+        # warm-up (allocator, cuDNN autotuning, oneDNN primitive caches) outside the timing
+        epoch_ceiling(model, opt, data, batch_size, dev, amp, warmup_steps)
+        return model, opt
+
+    times, steps = {}, {}
+    for name in ("vggbench", "typical", "ceiling"):
+        model, opt = fresh()
+        with Timer(dev) as t:
+            if name == "vggbench":
+                steps[name] = epoch_vggbench(model, opt, data, batch_size, dev, amp)
+            elif name == "typical":
+                steps[name] = epoch_typical(model, opt, data, batch_size, dev, amp, workers)
+            else:
+                steps[name] = epoch_ceiling(model, opt, data, batch_size, dev, amp, steps["vggbench"])
+        times[name] = t.seconds
+    row = {"model": model_spec.name, "dataset": data.name, "train_images": len(data.train_y),
+           "batch_size": batch_size, "steps": steps["vggbench"], "device": device_name(dev),
+           "amp": str(amp).replace("torch.", "") if amp else "off", "dataloader_workers": workers,
+           "vggbench_s": times["vggbench"], "typical_s": times["typical"], "ceiling_s": times["ceiling"],
+           "ratio_a_over_b": times["vggbench"] / times["typical"],
+           "ratio_a_over_c": times["vggbench"] / times["ceiling"],
+           "vggbench_images_per_s": steps["vggbench"] * batch_size / times["vggbench"],
+           "typical_images_per_s": steps["typical"] * batch_size / times["typical"],
+           "ceiling_images_per_s": steps["ceiling"] * batch_size / times["ceiling"],
+           **{f"version_{k}": v for k, v in versions().items()}}
+    df = pd.DataFrame([row])
+    if out is not None:
+        records.write_table(df, out)
+    return df
+
+
+def model_throughput(model_spec: ModelSpec, batch_size: int, device: str = "auto", amp: str = "auto",
+                     channels_last: bool = True, compile: bool = False, warmup: int = 3, repeats: int = 10) -> dict:
+    """Training and inference images/s, achieved GFLOP/s and fraction of the matmul ceiling."""
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    amp_dtype = autocast_dtype(TrainSpec(amp=amp), dev)
+    model = build_model(model_spec)
+    gflops = count_flops(model)["gflops"]
+    out = {"model": model_spec.name, "image_size": model_spec.image_size, "device": device_name(dev),
+           "dtype": "bfloat16" if amp_dtype else "float32", "channels_last": channels_last, "compile": compile,
+           "gflops_per_image": gflops}
+    for kind, is_train in (("train", True), ("infer", False)):
+        m = copy.deepcopy(model)
+        compile_s = 0.0
+        if compile:
+            t0 = time.perf_counter()
+            m = _compiled(m)
+            compile_s = time.perf_counter() - t0  # graph capture happens on the first call: see warm-up
+        r = throughput(m, dev, batch_size, train=is_train, warmup=warmup, repeats=repeats, amp_dtype=amp_dtype,
+                       channels_last=channels_last)
+        out[kind] = {**r, "compile_s": compile_s + r.get("warmup_s", 0.0)}
+    dtype = out["dtype"]
+    ceiling = matmul_ceiling(str(dev), dtype)
+    achieved = 3 * gflops * 1e9 * out["train"]["images_per_s"]
+    out.update(ceiling_gflop_per_s=ceiling / 1e9, train_gflop_per_s=achieved / 1e9,
+               ceiling_fraction=achieved / ceiling, versions=versions())
+    synchronize(dev)
+    return out
+
+
+def _compiled(model):
+    compiled = torch.compile(model)
+    compiled.spec = model.spec  # throughput() reads the spec for input sizes
+    return compiled
