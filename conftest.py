@@ -48,6 +48,8 @@ def pytest_addoption(parser):
     g.addoption("--image-size", type=_number(int, 32, "image size must be an integer >= 32, a multiple of 32"))
     g.addoption("--train-subset", type=_number(int, 1, "train subset must be an integer >= 1"))
     g.addoption("--test-subset", type=_number(int, 1, "test subset must be an integer >= 1"))
+    g.addoption("--dataset", help="another dataset than the profile's: cifar10, cifar100, tiny-imagenet, imagenet, "
+                "imagefolder, synthetic (classes are taken from the data)")
     g.addoption("--data-dir", help="local copy of the dataset (hub parquet layout, pickles, image folder)")
     g.addoption("--cache-dir", help="where decoded datasets are cached")
     g.addoption("--skip-bad", action="store_true", help="skip undecodable images (counted) instead of failing")
@@ -62,7 +64,7 @@ def options(config) -> Options:
     o = config.option
     return Options(profile=o.profile, seeds=o.seeds, device=o.device, epochs=o.epochs, width=o.width,
                    batch_size=o.batch_size, lr=o.lr, image_size=o.image_size, train_subset=o.train_subset,
-                   test_subset=o.test_subset, data_dir=o.data_dir, cache_dir=o.cache_dir, skip_bad=o.skip_bad, compile=o.compile)
+                   test_subset=o.test_subset, data_dir=o.data_dir, cache_dir=o.cache_dir, skip_bad=o.skip_bad, compile=o.compile, dataset=o.dataset)
 
 
 def pytest_configure(config):

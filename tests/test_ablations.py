@@ -78,3 +78,16 @@ def test_bad_options_are_usage_errors(args, message, tmp_path):
     assert message in run.stderr
     assert "Traceback" not in run.stderr
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.slow
+def test_a_users_image_folder_runs_through_the_ablations(tmp_path):
+    from fixtures_data import image_folder
+
+    root = image_folder(tmp_path / "flowers", per_class=12, classes=3)
+    run = pytest_ablations("-k", "optimizer and adam", "--dataset", "imagefolder", "--data-dir", str(root),
+                           "--cache-dir", str(tmp_path / "cache"), "--epochs", "1", "--batch-size", "8",
+                           results=tmp_path / "results")
+    assert run.returncode == 0, run.stdout + run.stderr
+    rec = records.read_record(next(records.runs_dir(tmp_path / "results").glob("*.json")))
+    assert rec["config"]["model"]["num_classes"] == 3 and rec["dataset"]["name"] == "imagefolder"

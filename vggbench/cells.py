@@ -54,13 +54,19 @@ class Options:
     cache_dir: str | None = None
     skip_bad: bool = False
     compile: bool = False
+    dataset: str | None = None
 
     def baseline(self) -> Profile:
         p = PROFILES[self.profile]
         data = p.data.replace(**{k: v for k, v in dict(
-            image_size=self.image_size, train_subset=self.train_subset, test_subset=self.test_subset,
-            data_dir=self.data_dir, cache_dir=self.cache_dir).items() if v is not None}, skip_bad=self.skip_bad)
+            dataset=self.dataset, image_size=self.image_size, train_subset=self.train_subset,
+            test_subset=self.test_subset, data_dir=self.data_dir, cache_dir=self.cache_dir).items() if v is not None},
+            skip_bad=self.skip_bad)
         model = p.model.replace(**_given(width=self.width, image_size=self.image_size))
+        if data.dataset != p.data.dataset:
+            # Another dataset than the profile's (e.g. --dataset imagefolder --data-dir flowers/):
+            # the class count comes from the data itself (decoded once, cached).
+            model = model.replace(num_classes=load_data(data).num_classes)
         train_ = p.train.replace(**_given(epochs=self.epochs, batch_size=self.batch_size), compile=self.compile)
         return p.replace(data=data, model=model, train=train_)
 
