@@ -3,23 +3,32 @@
 Each ablation module under ablations/ names its ABLATION; its test takes the `measured` fixture,
 which is parametrised here with the ablation's cells (cases x seeds) under the chosen profile.
 At the end of a session (on the controller under pytest-xdist) the records of every selected
-ablation are aggregated into results/<ablation>.csv and printed.
+ablation are aggregated into results/<ablation>.csv and printed (vggbench.collect).
+
+Scale-out (vggbench.launch): under `-n auto` each xdist worker gets its own GPU and a share of the
+CPU threads; with `--launcher local|debug|slurm` the selected cells run as submitit jobs and the
+tests read the records the jobs wrote. The first two cells failing with the same error stop the
+session (fail fast).
 """
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
 import pytest
 
-from vggbench import records
-from vggbench.cells import Options, cells_for, run_cell
+from vggbench import collect, launch, records
+from vggbench.cells import Options, cells_for, finished_record, injected, run_cell
 from vggbench.grid import ABLATIONS
 from vggbench.profiles import PROFILES
 
 _TABLES_KEY = pytest.StashKey[dict]()
 _REPORT_KEY = pytest.StashKey[str]()
 _SEEN_KEY = pytest.StashKey[set]()
+_LAUNCH_KEY = pytest.StashKey[launch.Launched]()
+_SESSION_KEY = pytest.StashKey[pytest.Session]()
+_FIRST_ERRORS_KEY = pytest.StashKey[list]()
 
 
 def _number(kind, low, what):
@@ -58,6 +67,27 @@ def pytest_addoption(parser):
     g.addoption("--compile", action="store_true", help="torch.compile every model (slow to start; for long runs)")
     g.addoption("--report", action="store_true",
                 help="build the report (as `vggbench report`) into <results-dir>/report at session end")
+    s = parser.getgroup("vggbench-launch", "vggbench scale-out (see README: Scale-out and resume)")
+    s.addoption("--launcher", default="inprocess", choices=launch.LAUNCHERS,
+                help="run cells in this process (default), or as submitit jobs: local (a process per cell), "
+                     "debug (submitit in this process), slurm (a job array)")
+    s.addoption("--no-wait", action="store_true",
+                help="with --launcher local|slurm: submit and return; `vggbench collect` aggregates later")
+    s.addoption("--slurm-partition", help="Slurm partition")
+    s.addoption("--slurm-gpus-per-task", type=_number(int, 0, "GPUs per task must be an integer >= 0"), default=1,
+                help="GPUs per cell (default 1; 0 for CPU nodes)")
+    s.addoption("--slurm-cpus-per-task", type=_number(int, 1, "CPUs per task must be an integer >= 1"))
+    s.addoption("--slurm-mem-gb", type=_number(float, 0, "memory must be a number of GB > 0"))
+    s.addoption("--slurm-time", type=_number(int, 1, "time must be an integer number of minutes >= 1"), default=240,
+                help="time limit of one job in minutes (default 240); a cell that needs longer is requeued "
+                     "and resumes from its checkpoint")
+    s.addoption("--slurm-parallelism", type=_number(int, 1, "parallelism must be an integer >= 1"),
+                help="at most N cells at once (the array's %%N; processes for --launcher local)")
+    s.addoption("--slurm-account", help="Slurm account")
+    s.addoption("--slurm-qos", help="Slurm quality of service")
+    s.addoption("--slurm-constraint", help="Slurm node constraint (e.g. a100)")
+    s.addoption("--slurm-setup", action="append", default=[],
+                help="a shell line run before each job (module load ..., source venv/bin/activate); repeatable")
 
 
 def options(config) -> Options:
@@ -67,14 +97,63 @@ def options(config) -> Options:
                    test_subset=o.test_subset, data_dir=o.data_dir, cache_dir=o.cache_dir, skip_bad=o.skip_bad, compile=o.compile, dataset=o.dataset)
 
 
+def launch_options(config) -> launch.LaunchOptions:
+    o = config.option
+    return launch.LaunchOptions(
+        launcher=o.launcher, wait=not o.no_wait, device=o.device, partition=o.slurm_partition,
+        gpus_per_task=o.slurm_gpus_per_task, cpus_per_task=o.slurm_cpus_per_task, mem_gb=o.slurm_mem_gb,
+        time_min=o.slurm_time, parallelism=o.slurm_parallelism, account=o.slurm_account, qos=o.slurm_qos,
+        constraint=o.slurm_constraint, setup=tuple(o.slurm_setup))
+
+
 def pytest_configure(config):
+    if hasattr(config, "workerinput"):
+        launch.apply_worker_settings(config.workerinput)  # its GPU: before anything initialises CUDA
     config.stash[_SEEN_KEY] = set()
+    config.stash[_FIRST_ERRORS_KEY] = []
     try:
         opts = options(config)
         if opts.width is not None or opts.image_size is not None:
             opts.baseline()  # validates width / image size once, before any collection
+        _check_input(config, opts)
     except ValueError as err:
         raise pytest.UsageError(str(err)) from None
+
+
+def _check_input(config, opts: Options) -> None:
+    """Bad input that would otherwise surface in every cell: one usage error now, nothing written."""
+    from vggbench.measure import resolve_device
+    from vggbench.sources import HUB_ID
+
+    o = config.option
+    collect.check_results_dir(o.results_dir)
+    try:
+        resolve_device(opts.device)
+    except RuntimeError:
+        raise ValueError(f"--device {opts.device!r} is not a device: use auto, cpu, cuda or cuda:N") from None
+    if opts.data_dir and not Path(opts.data_dir).expanduser().exists() and not HUB_ID.fullmatch(opts.data_dir):
+        raise ValueError(f"--data-dir {opts.data_dir}: no such directory; give the folder that holds the dataset")
+    injected()  # a malformed $VGGBENCH_INJECT (a test hook)
+    if o.launcher != "inprocess" and config.getoption("numprocesses", None):
+        raise ValueError(f"--launcher {o.launcher} and -n do not combine: the launcher runs the cells in parallel "
+                         "already; drop -n")
+    if o.no_wait and o.launcher not in ("local", "slurm"):
+        raise ValueError("--no-wait needs --launcher local or --launcher slurm")
+    if o.launcher == "slurm" and shutil.which("srun") is None:
+        raise ValueError("--launcher slurm: no `srun` here; run from a Slurm login node, or use --launcher local")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: one worker per GPU, or one per CPU core without CUDA."""
+    return launch.auto_workers(config.option.device)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """On the controller, for each xdist worker: its GPU (CUDA_VISIBLE_DEVICES) and torch threads."""
+    wi = node.workerinput
+    wi.update(launch.worker_settings(wi["workerid"], wi["workercount"], node.config.option.device))
 
 
 def pytest_generate_tests(metafunc):
@@ -92,21 +171,86 @@ def pytest_generate_tests(metafunc):
 
 @pytest.fixture
 def measured(cell, request, record_property):
-    """The cell's record: computed and written, or reused from results/runs/."""
+    """The cell's record: computed and written, or reused from results/runs/, or written by the
+    cell's job (--launcher). An error record makes the test fail with the cell's traceback."""
     cfg = request.config
-    record = run_cell(cell, cfg.option.results_dir, rerun=cfg.option.rerun)
     record_property("ablation", cell.ablation)
     record_property("cell_id", cell.id)
+    launched = cfg.stash.get(_LAUNCH_KEY, None)
+    if launched is not None and cell.id in launched.submitted:
+        record = _launched_record(launched, cell, cfg.option.results_dir)
+    else:
+        record = run_cell(cell, cfg.option.results_dir, rerun=cfg.option.rerun)
     record_property("status", record["status"])
     record_property("reused", record["reused"])
+    if record["status"] == "error":
+        err = record["error"]
+        record_property("error", f"{err['type']}: {err['message']}")
+        request.node.add_report_section("call", "cell traceback", err["traceback"])
     return record
 
 
+def _launched_record(launched: launch.Launched, cell, results_dir) -> dict:
+    job = launched.submitted[cell.id]
+    outcome = launched.outcomes.get(cell.id)
+    if outcome is None:
+        if launched.stopped:
+            pytest.skip(f"job {job} cancelled: {launched.stopped}")
+        pytest.skip(f"submitted as job {job}; when it is done: vggbench collect --results-dir {results_dir}")
+    record = records.read_record(records.record_path(results_dir, cell.id))
+    if record is None:
+        pytest.fail(f"job {job} left no record: {outcome.get('error')} (log: {outcome.get('log')})", pytrace=False)
+    return {**record, "reused": False}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session):
+    """--launcher: run the selected cells as submitit jobs first; the tests then read their records,
+    in the order the jobs finished (so fail fast stops after the first two failures)."""
+    config = session.config
+    if config.option.launcher == "inprocess" or config.option.collectonly or not session.items:
+        return None
+    cells = {}
+    for item in session.items:
+        cell = getattr(item, "callspec", None) and item.callspec.params.get("cell")
+        if cell is not None:
+            cells[cell.id] = cell
+    results_dir = config.option.results_dir
+    todo = [c for c in cells.values() if config.option.rerun or finished_record(c, results_dir) is None]
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    log = tr.write_line if tr is not None else print
+    launched = launch.launch(todo, results_dir, launch_options(config), rerun=config.option.rerun, log=log)
+    config.stash[_LAUNCH_KEY] = launched
+    order = {cid: i for i, cid in enumerate(launched.outcomes)}
+
+    def finishing_order(item):
+        cell = getattr(item, "callspec", None) and item.callspec.params.get("cell")
+        return order.get(cell.id, len(order)) if cell is not None else len(order)
+
+    session.items.sort(key=finishing_order)
+    return None
+
+
 def pytest_runtest_logreport(report):
-    # Runs on the controller under xdist too: remember which ablations this session touched.
+    # Runs on the controller under xdist too: remember which ablations this session touched
+    # (a cell skipped as "submitted" under --no-wait too).
     props = dict(report.user_properties)
-    if report.when == "call" and "ablation" in props:
+    if "ablation" in props:
         _config.stash[_SEEN_KEY].add(props["ablation"])
+    if report.when == "call" and "status" in props and not props["reused"] and not hasattr(_config, "workerinput"):
+        _fail_fast(props.get("error"))
+
+
+def _fail_fast(error: str | None) -> None:
+    """Stop the session when the first two cells computed in it failed with the same error."""
+    first = _config.stash[_FIRST_ERRORS_KEY]
+    first.append(error)
+    reason = launch.fail_fast(first) if len(first) == launch.FAIL_FAST_AFTER else None
+    if reason:
+        _config.stash[_SESSION_KEY].shouldstop = reason
+        dsession = _config.pluginmanager.get_plugin("dsession")  # pytest-xdist's controller loop
+        if dsession is not None:
+            dsession.shouldstop = reason
 
 
 _config = None
@@ -116,24 +260,18 @@ _config = None
 def pytest_sessionstart(session):
     global _config
     _config = session.config
+    _config.stash[_SESSION_KEY] = session
 
 
 def aggregate(config) -> dict:
     """Write results/<ablation>.csv for every ablation touched: all cells of its grid (under the
-    current options) that have a valid record, selected this session or earlier."""
-    results_dir = Path(config.option.results_dir)
-    opts = options(config)
-    tables = {}
-    for name in sorted(config.stash[_SEEN_KEY]):
-        rows = []
-        for cell in cells_for(name, opts):
-            rec = records.read_record(records.record_path(results_dir, cell.id))
-            if rec is not None:
-                rows.append(records.flatten(rec, name, cell.case))
-        df = records.table(rows)
-        records.write_table(df, results_dir / f"{name}.csv")
-        tables[name] = df
-    return tables
+    current options) that have a valid record, selected this session or earlier. The session's
+    options are saved for `vggbench collect`."""
+    seen = config.stash[_SEEN_KEY]
+    if not seen:
+        return {}
+    collect.save_session(config.option.results_dir, options(config), seen)
+    return collect.aggregate(config.option.results_dir, seen, options(config))
 
 
 def pytest_sessionfinish(session):

@@ -1,13 +1,8 @@
-"""Batch norm: with vs without, on A, D and E.
-
-The cases are data in vggbench.grid.ABLATIONS["batchnorm"]; each runs as one cell per seed. The test
-asserts that the measurement is valid (vggbench.cells.problems), not what the science says: that
-is the report's job.
-"""
+"""Batch norm: with vs without, on A, D and E. Cases: vggbench.grid.ABLATIONS["batchnorm"]."""
 from vggbench.cells import problems
 
 ABLATION = "batchnorm"
 
 
 def test_batchnorm(measured):
-    assert problems(measured) == []
+    assert problems(measured) == []  # a valid measurement; the science is the report's

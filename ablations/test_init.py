@@ -1,13 +1,8 @@
-"""Initialisation without batch norm: the paper's N(0, 0.01) vs Xavier vs Kaiming, on D and E.
-
-The cases are data in vggbench.grid.ABLATIONS["init"]; each runs as one cell per seed. The test
-asserts that the measurement is valid (vggbench.cells.problems), not what the science says: that
-is the report's job.
-"""
+"""Initialisation without batch norm: the paper's N(0, 0.01) vs Xavier vs Kaiming, on D and E. Cases: vggbench.grid.ABLATIONS["init"]."""
 from vggbench.cells import problems
 
 ABLATION = "init"
 
 
 def test_init(measured):
-    assert problems(measured) == []
+    assert problems(measured) == []  # a valid measurement; the science is the report's

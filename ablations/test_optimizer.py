@@ -1,13 +1,8 @@
-"""Optimiser: SGD with momentum vs Adam vs Adagrad, each at its own learning rate, on D.
-
-The cases are data in vggbench.grid.ABLATIONS["optimizer"]; each runs as one cell per seed. The test
-asserts that the measurement is valid (vggbench.cells.problems), not what the science says: that
-is the report's job.
-"""
+"""Optimiser: SGD with momentum vs Adam vs Adagrad, each at its own learning rate, on D. Cases: vggbench.grid.ABLATIONS["optimizer"]."""
 from vggbench.cells import problems
 
 ABLATION = "optimizer"
 
 
 def test_optimizer(measured):
-    assert problems(measured) == []
+    assert problems(measured) == []  # a valid measurement; the science is the report's

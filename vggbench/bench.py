@@ -16,6 +16,7 @@ achieved FLOP/s and its fraction of the device's measured dense-matmul ceiling.
 from __future__ import annotations
 
 import copy
+import statistics
 import time
 from pathlib import Path
 
@@ -99,8 +100,11 @@ def epoch_ceiling(model, opt, data, batch_size, device, amp, steps: int) -> int:
 
 
 def pipeline(model_spec: ModelSpec, data_spec: DataSpec, batch_size: int = 128, device: str = "auto",
-             workers: int = 2, out: str | Path | None = "results/pipeline.csv", warmup_steps: int = 3) -> pd.DataFrame:
+             workers: int = 2, out: str | Path | None = "results/pipeline.csv", warmup_steps: int = 3,
+             repeats: int = 3) -> pd.DataFrame:
     dev = resolve_device(device)
+    if dev.type == "cpu":
+        torch.set_flush_denormal(True)  # as the trainer does: denormals are slow on x86
     data = load_data(data_spec)
     model_spec = model_spec.replace(num_classes=data.num_classes, image_size=data.image_size)
     train_spec = TrainSpec(batch_size=batch_size)
@@ -117,21 +121,27 @@ def pipeline(model_spec: ModelSpec, data_spec: DataSpec, batch_size: int = 128, 
         epoch_ceiling(model, opt, data, batch_size, dev, amp, warmup_steps)
         return model, opt
 
-    times, steps = {}, {}
-    for name in ("vggbench", "typical", "ceiling"):
-        model, opt = fresh()
-        with Timer(dev) as t:
-            if name == "vggbench":
-                steps[name] = epoch_vggbench(model, opt, data, batch_size, dev, amp)
-            elif name == "typical":
-                steps[name] = epoch_typical(model, opt, data, batch_size, dev, amp, workers)
-            else:
-                steps[name] = epoch_ceiling(model, opt, data, batch_size, dev, amp, steps["vggbench"])
-        times[name] = t.seconds
+    # The three variants alternate, `repeats` times: drift of the machine hits all three alike.
+    runs = {"vggbench": [], "typical": [], "ceiling": []}
+    steps = {}
+    for _ in range(repeats):
+        for name in runs:
+            model, opt = fresh()
+            with Timer(dev) as t:
+                if name == "vggbench":
+                    steps[name] = epoch_vggbench(model, opt, data, batch_size, dev, amp)
+                elif name == "typical":
+                    steps[name] = epoch_typical(model, opt, data, batch_size, dev, amp, workers)
+                else:
+                    steps[name] = epoch_ceiling(model, opt, data, batch_size, dev, amp, steps["vggbench"])
+            runs[name].append(t.seconds)
+    times = {name: statistics.median(v) for name, v in runs.items()}
     row = {"model": model_spec.name, "dataset": data.name, "train_images": len(data.train_y),
            "batch_size": batch_size, "steps": steps["vggbench"], "device": device_name(dev),
            "amp": str(amp).replace("torch.", "") if amp else "off", "dataloader_workers": workers,
-           "vggbench_s": times["vggbench"], "typical_s": times["typical"], "ceiling_s": times["ceiling"],
+           "repeats": repeats, "vggbench_s": times["vggbench"], "typical_s": times["typical"],
+           "ceiling_s": times["ceiling"],
+           **{f"{name}_s_all": " ".join(f"{t:.3f}" for t in v) for name, v in runs.items()},
            "ratio_a_over_b": times["vggbench"] / times["typical"],
            "ratio_a_over_c": times["vggbench"] / times["ceiling"],
            "vggbench_images_per_s": steps["vggbench"] * batch_size / times["vggbench"],

@@ -14,6 +14,7 @@ import math
 import os
 import subprocess
 import time
+import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,8 +26,8 @@ from . import records
 from .checkpoint import Checkpoint
 from .data import DataSpec, load_data
 from .grid import ABLATIONS, Ablation
-from .measure import (count_flops, count_params, device_name, matmul_ceiling, resolve_device, throughput,
-                      versions)
+from .measure import (_is_oom, count_flops, count_params, device_name, matmul_ceiling, resolve_device,
+                      throughput, versions)
 from .models import ModelSpec, analytic_macs, build_model
 from .profiles import PROFILES, Profile
 from .trainer import TrainSpec, autocast_dtype, train
@@ -147,9 +148,69 @@ def measure_throughput(cell: Cell, model: torch.nn.Module, device: torch.device,
     return out
 
 
-def execute(cell: Cell, checkpoint: Checkpoint | None = None) -> tuple[dict, torch.nn.Module]:
-    """Measure and train one cell; returns its record (not yet written) and the trained model."""
+# ------------------------------------------------------------------------------ test hooks
+
+INJECT_ENV = "VGGBENCH_INJECT"
+
+
+def injected() -> dict:
+    """Fault injection for the tests, not a user option: $VGGBENCH_INJECT, comma-separated.
+
+      oom>N         training at a batch size above N raises a (simulated) CUDA out-of-memory error
+      error         every cell raises the same RuntimeError before it starts
+      error=CASE    only the cells of that case (e.g. error=D-adam) raise it
+      pause=N:FILE  once per FILE: before training step N (1-based, counted from the process's
+                    start of training) write the process id to FILE, then sleep, so that a test
+                    can kill or signal the cell in the middle of an epoch
+    """
+    text = os.environ.get(INJECT_ENV, "").strip()
+    out: dict = {}
+    for item in (s.strip() for s in text.split(",") if s.strip()):
+        key, _, value = item.partition("=")
+        try:
+            if item.startswith("oom>"):
+                out["oom_above"] = int(item[4:])
+            elif key == "error":
+                out["error"] = value or "*"
+            elif key == "pause" and ":" in value:
+                step, _, marker = value.partition(":")
+                out["pause"] = (int(step), marker)
+            else:
+                raise ValueError(item)
+        except ValueError:
+            raise ValueError(f"{INJECT_ENV}={text!r}: cannot read {item!r}; it is a test hook: unset it, or give "
+                             "oom>N, error, error=CASE or pause=STEP:FILE") from None
+    return out
+
+
+def _install_hooks(model: torch.nn.Module, hooks: dict) -> None:
+    """The injected out-of-memory error and pause, as a forward pre-hook on training steps."""
+    if "oom_above" not in hooks and "pause" not in hooks:
+        return
+    steps = iter(range(1, 1 << 62))
+
+    def pre_hook(module, args):
+        if not module.training:
+            return
+        step, batch = next(steps), args[0].shape[0]
+        if batch > hooks.get("oom_above", math.inf):
+            raise torch.cuda.OutOfMemoryError(f"CUDA out of memory at batch {batch} (simulated by {INJECT_ENV})")
+        if "pause" in hooks and step == hooks["pause"][0] and not Path(hooks["pause"][1]).exists():
+            records.atomic_write(hooks["pause"][1], str(os.getpid()))
+            time.sleep(3600)
+
+    model.register_forward_pre_hook(pre_hook)
+
+
+def execute(cell: Cell, checkpoint: Checkpoint | None = None,
+            batch_size: int | None = None) -> tuple[dict, torch.nn.Module]:
+    """Measure and train one cell; returns its record (not yet written) and the trained model.
+    batch_size: train at this batch instead of the cell's (run_cell's out-of-memory retries)."""
     t0 = time.perf_counter()
+    hooks = injected()
+    if hooks.get("error") in ("*", cell.case):
+        raise RuntimeError(f"injected failure ({INJECT_ENV})")
+    spec = cell.train.replace(batch_size=batch_size) if batch_size else cell.train
     device = resolve_device(cell.device)
     data = load_data(cell.data)
     if (data.num_classes, data.image_size) != (cell.model.num_classes, cell.model.image_size):
@@ -160,10 +221,12 @@ def execute(cell: Cell, checkpoint: Checkpoint | None = None) -> tuple[dict, tor
     counts = count_params(model)
     flops = count_flops(model)
     thr = measure_throughput(cell, model, device, flops["gflops"])
-    result = train(model, data, cell.train, device, seed=cell.seed, checkpoint=checkpoint)
+    _install_hooks(model, hooks)
+    result = train(model, data, spec, device, seed=cell.seed, checkpoint=checkpoint)
     return {
         "cell_id": cell.id, "config": cell.config(), "ablation": cell.ablation, "case": cell.case,
         "status": result["status"], "lr": cell.train.learning_rate, "result": result,
+        "train_batch_size": spec.batch_size,
         **counts, **flops, "throughput": thr, "device": device_name(device), "versions": versions(),
         "dataset": {"name": data.name, "sizes": data.sizes(), "classes": len(data.classes), "source": data.source},
         "commit": git_commit(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -171,25 +234,94 @@ def execute(cell: Cell, checkpoint: Checkpoint | None = None) -> tuple[dict, tor
     }, model
 
 
+def finished_record(cell: Cell, results_dir: str | os.PathLike) -> dict | None:
+    """The cell's valid record, unless it is an error record (those are run again, never reused)."""
+    record = records.read_record(records.record_path(results_dir, cell.id))
+    return record if record is not None and record.get("status") != "error" else None
+
+
 def run_cell(cell: Cell, results_dir: str | os.PathLike, rerun: bool = False) -> dict:
-    """The cell's record: reused if a valid one exists (unless rerun), else computed and written.
-    A file lock makes concurrent workers asking for the same cell compute it once."""
+    """The cell's record: reused if a finished one exists (unless rerun), else computed and written.
+    A file lock makes concurrent workers asking for the same cell compute it once.
+
+    Training resumes from the cell's last per-epoch checkpoint if an earlier run was killed. On
+    out-of-memory the cell is retried at half the batch (recorded in "oom_retries"). Any other
+    exception becomes an error record (status "error", with the traceback), which is returned,
+    not raised, so that a session goes on; it is never reused as a result."""
     path = records.record_path(results_dir, cell.id)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path.with_name(f".{path.stem}.lock"))):
-        if not rerun:
-            record = records.read_record(path)
+        if rerun:
+            _remove_own_files(path, cell.id, records.weights_path(results_dir, cell.id), record=True)
+        else:
+            record = finished_record(cell, results_dir)
             if record is not None:
                 return {**record, "reused": True}
-        checkpoint = Checkpoint(path.with_suffix(".ckpt"))
-        if rerun:
-            checkpoint.remove()
-        record, model = execute(cell, checkpoint)
+        # Temporary files of this cell left by a killed writer: no one else writes them (the lock).
+        _remove_own_files(path, cell.id, records.weights_path(results_dir, cell.id))
+        try:
+            record, model = _execute_retrying_oom(cell, path)
+        except Exception as err:  # KeyboardInterrupt / SystemExit (a requeued job) pass: the checkpoint stays
+            record = records.write_record(path, error_record(cell, err))
+            return {**record, "reused": False}
         if record["params"] <= SAVE_WEIGHTS_MAX_PARAMS:
             save_weights(model, records.weights_path(results_dir, cell.id))
         record = records.write_record(path, record)
-        checkpoint.remove()  # the record is the result now
+        _remove_own_files(path, cell.id, checkpoints=True)  # the record is the result now
     return {**record, "reused": False}
+
+
+def _checkpoint(path: Path, cell: Cell, batch_size: int) -> Checkpoint:
+    """A cell's checkpoint; one per batch size, so a resumed run never mixes an OOM retry's state
+    with the full batch's."""
+    suffix = ".ckpt" if batch_size == cell.train.batch_size else f".bs{batch_size}.ckpt"
+    return Checkpoint(path.with_suffix(suffix))
+
+
+def _execute_retrying_oom(cell: Cell, path: Path) -> tuple[dict, torch.nn.Module]:
+    batch, retries = cell.train.batch_size, []
+    while True:
+        checkpoint = _checkpoint(path, cell, batch)
+        try:
+            record, model = execute(cell, checkpoint, batch_size=batch)
+            break
+        except Exception as err:
+            if not _is_oom(err) or batch == 1:
+                raise
+            retries.append({"batch_size": batch, "error": f"{type(err).__name__}: {str(err).strip()[:300]}"})
+            checkpoint.remove()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        batch //= 2
+    record["oom_retries"] = retries
+    return record, model
+
+
+def _remove_own_files(path: Path, cell_id: str, weights: Path | None = None, record: bool = False,
+                      checkpoints: bool = False) -> None:
+    """Delete a cell's leftover temporary files (.<name>.*.tmp of atomic writes) and, if asked, its
+    record and checkpoints. Only under the cell's lock."""
+    doomed = list(path.parent.glob(f".{cell_id}.*.tmp"))
+    if weights is not None:
+        doomed += weights.parent.glob(f".{weights.name}.*.tmp")
+    if record:
+        doomed.append(path)
+    if checkpoints or record:
+        doomed += path.parent.glob(f"{cell_id}*.ckpt")
+    for p in doomed:
+        p.unlink(missing_ok=True)
+
+
+def error_record(cell: Cell, err: BaseException) -> dict:
+    """The record of a cell that raised: enough to see what failed, and where."""
+    return {
+        "cell_id": cell.id, "config": cell.config(), "ablation": cell.ablation, "case": cell.case,
+        "status": "error", "lr": cell.train.learning_rate,
+        "error": {"type": type(err).__name__, "message": str(err).strip(),
+                  "traceback": "".join(traceback.format_exception(type(err), err, err.__traceback__))},
+        "versions": versions(), "commit": git_commit(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:
@@ -202,6 +334,10 @@ def problems(record: dict) -> list[str]:
     """What makes a record invalid as a measurement; empty if valid."""
     out = []
     status = record.get("status")
+    if status == "error":
+        err = record.get("error", {})
+        return [f"the cell raised {err.get('type')}: {err.get('message')} (traceback in its record "
+                f"{record.get('cell_id')}.json)"]
     if status not in STATUSES:
         out.append(f"status {status!r} is not one of {STATUSES}")
     res = record.get("result", {})

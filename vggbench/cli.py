@@ -3,6 +3,7 @@
   vggbench profile CONFIG [...]   per-layer table and totals (params, GMACs, GFLOPs) of one model
   vggbench report [...]           report.md + report.html: tables, plots, claims judged over seeds
   vggbench data prepare NAME      decode a dataset once into the cache; print its splits and the time
+  vggbench collect [...]          the tables results/<ablation>.csv from the records (after --no-wait)
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import argparse
 import json
 import sys
 
+from .grid import ABLATIONS
 from .models import CONFIGS, HEADS, KERNEL_PLANS, ModelSpec, SpecError, build_model
 
 
@@ -71,10 +73,11 @@ def cmd_bench_pipeline(args) -> int:
 
     data = DataSpec(args.dataset, args.image_size, train_subset=args.train_subset, data_dir=args.data_dir,
                     cache_dir=args.cache_dir)
-    df = pipeline(_bench_spec(args), data, args.batch_size, args.device, args.workers, args.out)
+    df = pipeline(_bench_spec(args), data, args.batch_size, args.device, args.workers, args.out,
+                  repeats=args.repeats)
     r = df.iloc[0]
     print(f"{r['model']} on {r['dataset']} ({r['train_images']} images, batch {r['batch_size']}, {r['steps']} steps), "
-          f"{r['device']}, amp {r['amp']}")
+          f"{r['device']}, amp {r['amp']}; median of {r['repeats']} alternating epochs per variant")
     for name, label in (("vggbench", "(a) vggbench: device-resident data, batched augmentation"),
                         ("typical", f"(b) typical: DataLoader+PIL ({args.workers} workers), .item() per step"),
                         ("ceiling", "(c) ceiling: same steps on one pre-made device batch")):
@@ -102,6 +105,20 @@ def cmd_bench_throughput(args) -> int:
               f"{t['repeats']} repeats; warm-up/compile {t['compile_s']:.2f} s)")
     print(f"  training: {r['train_gflop_per_s']:.1f} GFLOP/s achieved = {r['ceiling_fraction']:.1%} of the measured "
           f"{r['dtype']} matmul ceiling ({r['ceiling_gflop_per_s']:.1f} GFLOP/s)")
+    return 0
+
+
+def cmd_collect(args) -> int:
+    from .collect import collect
+
+    tables, sizes = collect(args.results_dir, args.ablation)
+    for name, df in tables.items():
+        counts = df["status"].value_counts()
+        statuses = ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
+        missing = sizes[name] - len(df)
+        print(f"{name}: {len(df)} of {sizes[name]} cells have records ({statuses})"
+              + (f"; {missing} not yet (jobs still running?)" if missing else "")
+              + f" -> {args.results_dir}/{name}.csv")
     return 0
 
 
@@ -174,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
             b.add_argument("--train-subset", type=_positive(int, "at least 1"))
             b.add_argument("--workers", type=int, default=2, help="DataLoader workers of the typical loop")
             b.add_argument("--out", default="results/pipeline.csv")
+            b.add_argument("--repeats", type=_positive(int, "at least 1"), default=3,
+                           help="epochs per variant, alternating; the median is reported")
             b.set_defaults(func=cmd_bench_pipeline)
         else:
             b.add_argument("--amp", choices=("auto", "off", "bf16"), default="auto")
@@ -182,6 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
             b.add_argument("--repeats", type=_positive(int, "at least 1"), default=10)
             b.add_argument("--json", action="store_true")
             b.set_defaults(func=cmd_bench_throughput)
+
+    co = sub.add_parser("collect", help="aggregate the run records into results/<ablation>.csv (e.g. after "
+                                        "`pytest ablations --launcher slurm --no-wait`)")
+    co.add_argument("--results-dir", default="results", help="where the run records are (default results/)")
+    co.add_argument("--ablation", action="append", choices=sorted(ABLATIONS),
+                    help="only this ablation (repeatable; default: those of the last session)")
+    co.set_defaults(func=cmd_collect)
 
     rp = sub.add_parser("report", help="build report.md and report.html from the run records")
     rp.add_argument("--results-dir", default="results", help="where the run records are (default results/)")

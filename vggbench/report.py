@@ -109,8 +109,12 @@ class Setting:
         prof = f"profile {self.profile}" if self.profile else "profile unknown"
         if self.overrides:
             prof += f" ({', '.join(self.overrides)})"
-        return (f"{prof}, dataset {cfg['data']['dataset']}, {cfg['train']['epochs']} epochs, {seed_text}, "
+        return (f"{prof}, dataset {cfg['data']['dataset']}, {_epochs(cfg['train']['epochs'])}, {seed_text}, "
                 f"width {cfg['model']['width']:g}, {cfg['device']}")
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch" + ("" if n == 1 else "s")
 
 
 def load_records(results_dir: str | Path) -> list[dict]:
@@ -125,18 +129,26 @@ def load_records(results_dir: str | Path) -> list[dict]:
 
 
 def profile_of(record: dict) -> tuple[str | None, list[str]]:
-    """The profile a record was run under (by its dataset) and the options that overrode it."""
+    """The profile a record was most likely run under (the one its configuration differs from in
+    the fewest fields, e.g. `--profile smoke --dataset cifar10` is smoke with one override) and
+    those differences, in words. None if no profile shares its dataset or head."""
     cfg = record["config"]
     data, model, train_ = cfg["data"], cfg["model"], cfg["train"]
+    best = None
     for p in PROFILES.values():
-        if p.data.dataset != data["dataset"]:
-            continue
-        pairs = [("width", model["width"], p.model.width), ("image size", data["image_size"], p.data.image_size),
+        pairs = [("dataset", data["dataset"], p.data.dataset), ("width", model["width"], p.model.width),
+                 ("image size", data["image_size"], p.data.image_size), ("head", model["head"], p.model.head),
                  ("epochs", train_["epochs"], p.train.epochs), ("batch size", train_["batch_size"], p.train.batch_size),
                  ("train subset", data.get("train_subset"), p.data.train_subset),
-                 ("test subset", data.get("test_subset"), p.data.test_subset), ("head", model["head"], p.model.head)]
-        return p.name, [f"{k} {v}" for k, v, base in pairs if v != base]
-    return None, []
+                 ("test subset", data.get("test_subset"), p.data.test_subset),
+                 ("schedule", train_.get("schedule"), p.train.schedule),
+                 ("augment", train_.get("augment"), p.train.augment)]
+        diffs = [f"{k} {v}" for k, v, base in pairs if v != base]
+        if best is None or len(diffs) < len(best[1]):
+            best = (p.name, diffs)
+    if best is None or len(best[1]) > len(pairs) // 2:
+        return None, []
+    return best
 
 
 def _baseline(profile: str | None) -> tuple[ModelSpec, TrainSpec]:
@@ -294,7 +306,7 @@ def section_setting(s: Setting) -> list[Block]:
              + (f"; overridden: {', '.join(s.overrides)}" if s.overrides else ""),
              f"- dataset: **{cfg['data']['dataset']}** ({sizes}; {ds.get('classes', s.num_classes)} classes, "
              f"{cfg['data']['image_size']}px; {ds.get('source', '')})",
-             f"- training: {cfg['train']['epochs']} epochs, batch {cfg['train']['batch_size']}, schedule "
+             f"- training: {_epochs(cfg['train']['epochs'])}, batch {cfg['train']['batch_size']}, schedule "
              f"{cfg['train']['schedule']}, weight decay {cfg['train']['weight_decay']:g}, augment {cfg['train']['augment']}",
              f"- model: width {cfg['model']['width']:g}, head {cfg['model']['head']}, {cfg['model']['num_classes']} classes",
              f"- seeds: {', '.join(map(str, s.seeds))}; device: {cfg['device']}; {len(s.records)} records"]
@@ -319,6 +331,10 @@ def _claim_values(s: Setting, ablation: str, case: str, metric: str) -> dict[int
     return out
 
 
+def _case_status(s: Setting, ablation: str, case: str) -> str:
+    return _status_counts(s.rows[(s.rows.ablation == ablation) & (s.rows.case == case)].status)
+
+
 def judge_claims(s: Setting, claims: list[dict]) -> pd.DataFrame:
     """One row per claim: our effect with its interval and the verdict (vggbench.stats)."""
     rows = []
@@ -333,7 +349,9 @@ def judge_claims(s: Setting, claims: list[dict]) -> pd.DataFrame:
                      "comparison": f"{c['treatment']} − {c['control']}", "metric": c["metric"],
                      "expect": c["expect"] + (f" (margin {c['margin']:g})" if "margin" in c else ""),
                      "effect": iv.estimate, "low": iv.low, "high": iv.high, "n": iv.n, "method": iv.method,
-                     "reference_effect": c.get("reference_effect"), "verdict": v, "why": why})
+                     "reference_effect": c.get("reference_effect"), "verdict": v, "why": why,
+                     "runs": f"{_case_status(s, c['ablation'], c['treatment'])} / "
+                             f"{_case_status(s, c['ablation'], c['control'])}"})
     return pd.DataFrame(rows)
 
 
@@ -388,7 +406,8 @@ def section_claims(s: Setting, claims: list[dict], figdir: Path) -> list[Block]:
         "reference (source)": [f"{r.reference} ({refs[r.source]['short']})" for r in judged.itertuples()],
         "comparison": judged.comparison, "metric": judged.metric.map(METRICS), "expected": judged.expect,
         "measured effect [95% CI]": [ci(r) for r in judged.itertuples()],
-        "interval": judged.method, "verdict": judged.verdict, "why": judged.why})
+        "interval": judged.method, "runs (treatment / control)": judged.runs, "verdict": judged.verdict,
+        "why": judged.why})
     counts = judged.verdict.value_counts()
     summary = ", ".join(f"{counts.get(v, 0)} {v}" for v in stats.VERDICTS)
     blocks = [H(3, "Claims"),
@@ -496,6 +515,7 @@ def plot_throughput(s: Setting, name: str, path: Path) -> Path | None:
         fig, ax = _figure(size=(max(4.5, 0.8 * len(order) + 2), 3.2))
         ax = ax[0, 0]
         sns.barplot(data=long, x="case", y="images_per_s", hue="kind", order=order, errorbar="sd", ax=ax)
+        ax.legend(title=None, fontsize=8)
         ax.set_ylabel("images / s")
         ax.set_xlabel("")
         ax.tick_params(axis="x", labelrotation=30, labelsize=8)
@@ -610,7 +630,7 @@ def section_samples(s: Setting, data, why: str | None, figdir: Path, per_class: 
         _row_labels(ax[0, 0], [data.classes[c] for c in classes], size)
         path = _save(fig, figdir / f"s{s.index}-samples.png")
     shown = f"the first {len(classes)} of {data.num_classes} classes" if len(classes) < data.num_classes else "every class"
-    return blocks + [I(path, f"{data.name}: {per_class} training images of each of {shown}, one class per row "
+    return blocks + [I(path, f"{data.name}: {per_class} training images per class, {shown}, one class per row "
                              f"({data.source})")]
 
 
@@ -816,6 +836,8 @@ def build_report(results_dir: str | Path = "results", out: str | Path | None = N
     md, page = out / "report.md", out / "report.html"
     records.atomic_write(md, render_md(blocks, out))
     records.atomic_write(page, render_html(blocks))
+    for path in (md, page):  # atomic_write creates 0600 files: a report is for reading
+        path.chmod(0o644)
     figures = [b.path for b in blocks if b.kind == "img"]
     return {"md": md, "html": page, "figures": figures,
             "tables": sum(b.kind == "table" for b in blocks)}

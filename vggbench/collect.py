@@ -1,0 +1,101 @@
+"""Aggregation of run records into tables: <results>/<ablation>.csv.
+
+One implementation for the end of a pytest session (conftest.py) and for `vggbench collect` (after
+`pytest ablations --launcher slurm --no-wait`, or any time). A session saves the options it ran
+with in <results>/session.json, so that `vggbench collect` rebuilds the same grids.
+
+Only complete records are read: <results>/runs/<cell>.json, found by the cell ids of the grid. A
+writer's temporary file (.<cell>.json.*.tmp, half-written, or left by a killed process) is never
+looked at, and a record that fails its checksum is set aside (records.read_record). Error records
+are rows with status "error".
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from . import records
+from .cells import Options, cells_for
+from .grid import ABLATIONS
+
+SESSION_FILE = "session.json"
+
+
+def check_results_dir(results_dir: str | os.PathLike) -> Path:
+    """The results folder if one can write there (it need not exist yet), else ValueError saying
+    what to do. Writes nothing."""
+    path = Path(results_dir).expanduser()
+    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"results dir {path}: {existing} is a file, not a folder; choose another --results-dir")
+    if not _writable(existing):
+        raise ValueError(f"results dir {path}: {existing} is read-only; choose another --results-dir "
+                         "or make it writable")
+    return path
+
+
+def _writable(folder: Path) -> bool:
+    if not os.access(folder, os.W_OK | os.X_OK) or os.statvfs(folder).f_flag & os.ST_RDONLY:
+        return False
+    # root may write anywhere; a folder someone made read-only (chmod a-w) is still left alone
+    return os.geteuid() != 0 or bool(folder.stat().st_mode & 0o222)
+
+
+def aggregate(results_dir: str | os.PathLike, ablations, opts: Options) -> dict[str, pd.DataFrame]:
+    """Write <results>/<ablation>.csv for each ablation: every cell of its grid (under opts) that
+    has a valid record, whichever session or job wrote it. Returns the tables."""
+    results_dir = Path(results_dir)
+    tables = {}
+    for name in sorted(ablations):
+        rows = []
+        for cell in cells_for(name, opts):
+            rec = records.read_record(records.record_path(results_dir, cell.id))
+            if rec is not None:
+                rows.append(records.flatten(rec, name, cell.case))
+        df = records.table(rows)
+        records.write_table(df, results_dir / f"{name}.csv")
+        tables[name] = df
+    return tables
+
+
+def save_session(results_dir: str | os.PathLike, opts: Options, ablations) -> None:
+    """Remember the options and ablations of a session (ablations accumulate while the options stay)."""
+    path = Path(results_dir) / SESSION_FILE
+    names = set(ablations)
+    try:
+        before = json.loads(path.read_text())
+        if before.get("options") == dataclasses.asdict(opts):
+            names |= set(before.get("ablations", []))
+    except (OSError, ValueError, AttributeError):
+        pass
+    records.atomic_write(path, json.dumps({
+        "options": dataclasses.asdict(opts), "ablations": sorted(names),
+        "saved": datetime.now(timezone.utc).isoformat(timespec="seconds")}, indent=1) + "\n")
+
+
+def load_session(results_dir: str | os.PathLike) -> tuple[Options, list[str]]:
+    results_dir = check_results_dir(results_dir)
+    path = results_dir / SESSION_FILE
+    hint = f"run `pytest ablations --results-dir {results_dir}` first"
+    try:
+        saved = json.loads(path.read_text())
+        fields = {f.name for f in dataclasses.fields(Options)}
+        opts = Options(**{k: v for k, v in saved["options"].items() if k in fields})
+        names = [n for n in saved["ablations"] if n in ABLATIONS]
+    except FileNotFoundError:
+        raise ValueError(f"no session in {results_dir} (no {SESSION_FILE}): {hint}") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path} is not readable ({type(err).__name__}): {hint} to write it again") from None
+    return opts, names
+
+
+def collect(results_dir: str | os.PathLike, ablations=None) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
+    """The tables of the last session's grids (or of the ablations given), and each grid's size."""
+    opts, names = load_session(results_dir)
+    names = list(ablations or names)
+    return aggregate(results_dir, names, opts), {n: len(cells_for(n, opts)) for n in names}

@@ -1,0 +1,241 @@
+"""Scale-out: pytest-xdist workers on one machine, submitit jobs on a cluster.
+
+One machine, many GPUs: `pytest ablations -n auto`
+    The controller starts one worker per visible GPU (pytest_xdist_auto_num_workers), or one per
+    CPU core without CUDA. Each worker gets its own GPU (CUDA_VISIBLE_DEVICES, set from its worker
+    id before CUDA initialises) and an equal share of the CPU cores as torch threads.
+
+A cluster: `pytest ablations --launcher slurm`
+    The session's selected cells that have no finished record go out as one Slurm job array
+    through submitit. Each array task runs one cell (cells.run_cell) and writes its record into
+    the shared results folder; the session waits and then reports the records like any run, or
+    returns at once with --no-wait (`vggbench collect` aggregates later). A job that is pre-empted
+    or reaches its time limit gets SIGUSR2 from Slurm: submitit calls CellJob.checkpoint and
+    requeues it, and the requeued job resumes from the cell's last per-epoch checkpoint.
+    `--launcher local` (one process per cell on this machine) and `--launcher debug` (in this
+    process) run the same jobs through submitit's local and debug executors.
+
+Fail fast: when the first two cells to finish failed with the same error, the cells still queued
+or running are cancelled (and the pytest session stops, see conftest.py).
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import submitit
+import torch
+from submitit.core.utils import JobPaths
+from submitit.helpers import Checkpointable, DelayedSubmission
+
+from .cells import Cell, run_cell
+
+LAUNCHERS = ("inprocess", "local", "debug", "slurm")
+FAIL_FAST_AFTER = 2    # the same error in the first N finished cells stops the session
+MAX_REQUEUES = 20      # a long cell may be cut into many time-limited Slurm jobs
+
+
+# ------------------------------------------------------------------------------ one machine (xdist)
+
+def cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def visible_gpus(device: str = "auto") -> list[str]:
+    """The GPUs cells may use, as CUDA_VISIBLE_DEVICES entries; none unless --device is auto or cuda
+    (an explicit cuda:N is left alone)."""
+    if device not in ("auto", "cuda"):
+        return []
+    n = torch.cuda.device_count()
+    listed = [s.strip() for s in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if s.strip()]
+    return (listed or [str(i) for i in range(n)])[:n]
+
+
+def auto_workers(device: str = "auto") -> int:
+    """`-n auto`: one worker per GPU; without CUDA, at most one per CPU core."""
+    return len(visible_gpus(device)) or cpu_cores()
+
+
+def worker_settings(worker_id: str, workers: int, device: str = "auto") -> dict:
+    """What the controller hands a worker (xdist workerinput): its GPU and its torch threads."""
+    out = {"vggbench_threads": max(1, cpu_cores() // max(1, workers))}
+    gpus = visible_gpus(device)
+    if gpus:
+        out["vggbench_cuda_visible_devices"] = gpus[int(worker_id.removeprefix("gw")) % len(gpus)]
+    return out
+
+
+def apply_worker_settings(workerinput: dict) -> None:
+    """In a worker, before anything initialises CUDA."""
+    if "vggbench_cuda_visible_devices" in workerinput:
+        os.environ["CUDA_VISIBLE_DEVICES"] = workerinput["vggbench_cuda_visible_devices"]
+    if "vggbench_threads" in workerinput:
+        torch.set_num_threads(workerinput["vggbench_threads"])
+
+
+# ------------------------------------------------------------------------------ jobs (submitit)
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    launcher: str = "local"
+    wait: bool = True
+    device: str = "auto"
+    partition: str | None = None
+    gpus_per_task: int = 1
+    cpus_per_task: int | None = None
+    mem_gb: float | None = None
+    time_min: int = 240
+    parallelism: int | None = None     # cells at once: the array's %N (Slurm), processes (local)
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    setup: tuple[str, ...] = ()        # shell lines run before each Slurm job (module load ...)
+
+
+def outcome(record: dict) -> dict:
+    """What a job reports back: the cell, its status and, for an error record, the error."""
+    err = record.get("error")
+    return {"cell_id": record["cell_id"], "status": record["status"],
+            "error": f"{err['type']}: {err['message']}" if err else None}
+
+
+class CellJob(Checkpointable):
+    """One cell as a submitit job. The cell's own failures come back as error records (run_cell),
+    so local, debug and Slurm jobs all end with a record in the shared results folder."""
+
+    def __init__(self, cell_id: str):
+        self.cell_id = cell_id
+
+    def __call__(self, cell: Cell, results_dir: str, rerun: bool = False) -> dict:
+        if cell.id != self.cell_id:  # e.g. --device auto is a CPU here but was a GPU at submission
+            raise RuntimeError(f"cell {self.cell_id} is cell {cell.id} on this node (device {cell.device_kind}): "
+                               "give the jobs a GPU (--slurm-gpus-per-task) or run with --device cpu")
+        return outcome(run_cell(cell, results_dir, rerun=rerun))
+
+    def checkpoint(self, cell: Cell, results_dir: str, rerun: bool = False) -> DelayedSubmission:
+        """Pre-empted or out of time: requeue. The requeued job resumes from the cell's last
+        per-epoch checkpoint, so it must not rerun (a rerun starts from nothing)."""
+        return DelayedSubmission(self, cell, results_dir, rerun=False)
+
+
+def job_folder(results_dir: str | os.PathLike) -> Path:
+    """Where submitit keeps each job's pickles, logs and sbatch script: <results>/submitit/<job id>/."""
+    return Path(results_dir) / "submitit" / "%j"
+
+
+def make_executor(opts: LaunchOptions, results_dir: str | os.PathLike, gpu: str | None = None) -> submitit.Executor:
+    folder = job_folder(results_dir)
+    if opts.launcher == "debug":
+        return submitit.DebugExecutor(folder)
+    if opts.launcher == "local":
+        ex = submitit.LocalExecutor(folder, max_num_timeout=MAX_REQUEUES)
+        gpus = {"gpus_per_node": 1, "visible_gpus": (int(gpu),)} if gpu is not None and gpu.isdigit() else {}
+        ex.update_parameters(timeout_min=opts.time_min, **gpus)
+        return ex
+    if opts.launcher != "slurm":
+        raise ValueError(f"unknown launcher {opts.launcher!r}: choose one of {', '.join(LAUNCHERS)}")
+    ex = submitit.AutoExecutor(folder, cluster="slurm", slurm_max_num_timeout=MAX_REQUEUES)
+    given = {"partition": opts.partition, "gpus_per_task": opts.gpus_per_task or None,
+             "cpus_per_task": opts.cpus_per_task, "account": opts.account, "qos": opts.qos,
+             "constraint": opts.constraint, "setup": list(opts.setup) or None,
+             "array_parallelism": opts.parallelism}
+    ex.update_parameters(name="vggbench", timeout_min=opts.time_min, mem_gb=opts.mem_gb, tasks_per_node=1,
+                         slurm_signal_delay_s=120, slurm_additional_parameters={"requeue": True},
+                         **{f"slurm_{k}": v for k, v in given.items() if v is not None})
+    return ex
+
+
+@dataclass
+class Launched:
+    submitted: dict[str, str] = field(default_factory=dict)   # cell id -> job id
+    outcomes: dict[str, dict] = field(default_factory=dict)   # cell id -> outcome, in finishing order
+    stopped: str | None = None                                # why the rest was cancelled
+    scripts: list[str] = field(default_factory=list)          # sbatch scripts written (Slurm)
+
+
+def fail_fast(errors: list[str | None]) -> str | None:
+    """The reason to stop when the first FAIL_FAST_AFTER finished cells failed with one error."""
+    first = errors[:FAIL_FAST_AFTER]
+    if len(first) == FAIL_FAST_AFTER and first[0] is not None and all(e == first[0] for e in first):
+        return (f"the first {FAIL_FAST_AFTER} cells failed with the same error, so the rest would too: "
+                f"{first[0]} -- fix it and run again")
+    return None
+
+
+def _finished(job, cell: Cell) -> dict:
+    try:
+        return job.result()
+    except Exception as err:  # the job itself died (killed, out of memory on the node, cancelled)
+        last = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+        return {"cell_id": cell.id, "status": "error", "error": f"job {job.job_id} failed: {last}",
+                "log": str(job.paths.stderr)}
+
+
+def launch(cells: list[Cell], results_dir: str | os.PathLike, opts: LaunchOptions, rerun: bool = False,
+           log: Callable[[str], None] = print, poll_s: float | None = None) -> Launched:
+    """Run cells as submitit jobs (see the module doc); returns what was submitted and how it ended."""
+    todo = list({c.id: c for c in cells}.values())
+    out = Launched()
+    if not todo:
+        return out
+    results_dir = str(results_dir)
+    gpus = visible_gpus(opts.device) if opts.launcher == "local" else []
+    if not opts.wait:
+        parallel = len(todo)
+    elif opts.launcher == "local":
+        parallel = opts.parallelism or max(1, len(gpus))  # on CPU one cell at a time: each uses every core
+    else:
+        parallel = 1 if opts.launcher == "debug" else len(todo)
+    poll_s = poll_s if poll_s is not None else {"slurm": 30.0, "local": 0.5}.get(opts.launcher, 0.0)
+
+    running: dict = {}   # job -> (cell, gpu)
+    pending = list(todo)
+    if opts.launcher == "slurm":  # one array for all: Slurm schedules it (%N with --slurm-parallelism)
+        ex = make_executor(opts, results_dir)
+        with ex.batch():
+            jobs = [ex.submit(CellJob(c.id), c, results_dir, rerun) for c in todo]
+        for job, c in zip(jobs, todo):
+            running[job] = (c, None)
+            out.submitted[c.id] = job.job_id
+        array_id = jobs[0].job_id.split("_")[0]
+        out.scripts = [str(JobPaths(job_folder(results_dir), job_id=array_id).submission_file)]
+        log(f"submitted {len(jobs)} cells as Slurm job array {array_id} "
+            f"(sbatch script {out.scripts[0]}, logs {Path(results_dir) / 'submitit'})")
+        pending = []
+    while pending or running:
+        while pending and len(running) < parallel:
+            c = pending.pop(0)
+            gpu = next((g for g in gpus if g not in {g2 for _, g2 in running.values()}), None)
+            job = make_executor(opts, results_dir, gpu).submit(CellJob(c.id), c, results_dir, rerun)
+            running[job] = (c, gpu)
+            out.submitted[c.id] = job.job_id
+            log(f"{c.ablation} {c.test_id}: job {job.job_id} ({opts.launcher})")
+        if not opts.wait:
+            break
+        done = [j for j in running if j.done()]
+        for job in done:
+            c, _ = running.pop(job)
+            res = out.outcomes[c.id] = _finished(job, c)
+            log(f"[{len(out.outcomes)}/{len(todo)}] {c.ablation} {c.test_id}: {res['status']}"
+                + (f" ({res['error']})" if res.get("error") else ""))
+            reason = fail_fast([o.get("error") for o in out.outcomes.values()])
+            if reason and out.stopped is None:
+                out.stopped = reason
+                for j in running:
+                    j.cancel(check=False)
+                running.clear()
+                pending.clear()
+                log(f"stopping: {reason}")
+                break
+        if running and not done:
+            time.sleep(poll_s)
+    if not opts.wait:
+        log(f"submitted {len(out.submitted)} cells; when they are done: "
+            f"vggbench collect --results-dir {results_dir}")
+    return out
