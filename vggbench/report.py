@@ -19,6 +19,7 @@ section and rendered twice, to markdown and to HTML.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import json
 import math
@@ -33,6 +34,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from . import records, stats
+from .data import DataSpec
 from .grid import ABLATIONS
 from .models import ModelSpec
 from .profiles import PROFILES
@@ -87,6 +89,7 @@ class Setting:
     curves: pd.DataFrame     # one row per (ablation, case, seed, epoch)
     profile: str | None
     overrides: list[str] = field(default_factory=list)
+    superseded: int = 0      # older records of the same configuration (written before a spec gained a field)
 
     @property
     def first(self) -> dict:
@@ -192,13 +195,31 @@ def _curve_rows(record: dict, ablation: str, case: str) -> list[dict]:
              "val_top1": h.get("val_top1"), "val_loss": h.get("val_loss")} for h in res.get("history", [])]
 
 
+def normalised(record: dict) -> dict:
+    """The record with config fields added to the specs since it was written set to their defaults
+    (e.g. TrainSpec.compile), so that records from before and after such a change compare equal."""
+    cfg = record["config"]
+    return {**record, "config": {**cfg, "model": {**dataclasses.asdict(ModelSpec()), **cfg["model"]},
+                                 "train": {**dataclasses.asdict(TrainSpec()), **cfg["train"]},
+                                 "data": {**DataSpec().identity(), **cfg["data"]}}}
+
+
+def newest_per_cell(recs: list[dict]) -> tuple[list[dict], int]:
+    """One record per configuration (the newest by `created`) and how many older ones were dropped."""
+    keep: dict[str, dict] = {}
+    for r in sorted(recs, key=lambda r: str(r.get("created") or "")):
+        keep[records.canonical(r["config"])] = r
+    return list(keep.values()), len(recs) - len(keep)
+
+
 def collect(all_records: list[dict]) -> list[Setting]:
     """Group records into settings (largest first) and place each in its ablation cases."""
     groups: dict[str, list[dict]] = {}
-    for r in all_records:
+    for r in map(normalised, all_records):
         groups.setdefault(setting_key(r), []).append(r)
     settings = []
-    for i, recs in enumerate(sorted(groups.values(), key=len, reverse=True), 1):
+    for i, group in enumerate(sorted(groups.values(), key=len, reverse=True), 1):
+        recs, superseded = newest_per_cell(group)
         profile, overrides = profile_of(recs[0])
         rows, curves = [], []
         for r in recs:
@@ -209,7 +230,7 @@ def collect(all_records: list[dict]) -> list[Setting]:
                 rows.append(row)
                 curves += _curve_rows(r, ablation, case)
         settings.append(Setting(i, recs, pd.DataFrame(rows, columns=records.COLUMNS + ["num_classes", "params_m"]),
-                                pd.DataFrame(curves), profile, overrides))
+                                pd.DataFrame(curves), profile, overrides, superseded))
     return settings
 
 
@@ -269,8 +290,8 @@ def section_title(settings: list[Setting], results_dir: Path, n_records: int) ->
                 f"grouped into {len(settings)} setting(s)."),
               P("How to read it: every table says which profile, dataset, number of epochs and seeds it comes from. "
                 "A claim's effect is *treatment − control* with a 95% confidence interval over seeds; the verdict is "
-                "**reproduced** when the interval lies on the claimed side, **contradicted** when it lies on the other, "
-                "and **inconclusive** when it spans the boundary or there are too few seeds. With 2 seeds the t "
+                "**reproduced** when the interval lies on the claimed side, **contradicted** when it lies on the "
+                "other, and **inconclusive** when it spans the boundary or there are too few seeds. With 2 seeds the t "
                 "interval uses 1 degree of freedom (×12.7 the standard error): inconclusive is the honest answer "
                 "unless an effect is large and consistent.")]
     for s in settings:
@@ -307,9 +328,14 @@ def section_setting(s: Setting) -> list[Block]:
              f"- dataset: **{cfg['data']['dataset']}** ({sizes}; {ds.get('classes', s.num_classes)} classes, "
              f"{cfg['data']['image_size']}px; {ds.get('source', '')})",
              f"- training: {_epochs(cfg['train']['epochs'])}, batch {cfg['train']['batch_size']}, schedule "
-             f"{cfg['train']['schedule']}, weight decay {cfg['train']['weight_decay']:g}, augment {cfg['train']['augment']}",
-             f"- model: width {cfg['model']['width']:g}, head {cfg['model']['head']}, {cfg['model']['num_classes']} classes",
+             f"{cfg['train']['schedule']}, weight decay {cfg['train']['weight_decay']:g}, "
+             f"augment {cfg['train']['augment']}",
+             f"- model: width {cfg['model']['width']:g}, head {cfg['model']['head']}, "
+             f"{cfg['model']['num_classes']} classes",
              f"- seeds: {', '.join(map(str, s.seeds))}; device: {cfg['device']}; {len(s.records)} records"]
+    if s.superseded:
+        lines.append(f"- {s.superseded} older records of the same configurations are superseded by newer ones "
+                     "(written before a spec gained a field): the newest record of each cell counts")
     blocks = [H(2, f"Setting {s.index}: {s.caption}"), P("\n".join(lines))]
     if s.profile == "smoke":
         blocks.append(P("The smoke profile checks the machinery, not the science: synthetic glyphs, a narrow "
@@ -546,43 +572,58 @@ def _ours(s: Setting, ablation: str, case: str, col: str, err: bool = False) -> 
     return _pm(100 - vals if err else vals) if len(g) else "-"
 
 
+def table3_beside_ours(s: Setting, ref: dict) -> pd.DataFrame:
+    return pd.DataFrame([{"config": r["config"], "layers": r["layers"], "paper top-1 err": r["top1_err"],
+                          "paper top-5 err": r["top5_err"],
+                          "ours top-1 err": _ours(s, "depth", r["config"], "test_top1", err=True),
+                          "ours top-5 err": _ours(s, "depth", r["config"], "test_top5", err=True)}
+                         for r in ref["paper_table3"]["rows"]])
+
+
+def torchvision_beside_ours(s: Setting, ref: dict) -> pd.DataFrame:
+    rows = []
+    for r in ref["torchvision"]["rows"]:
+        case = f"{r['config']}-{'bn' if r['batch_norm'] else 'plain'}"
+        ours = s.rows[(s.rows.config == r["config"]) & (s.rows.batch_norm == r["batch_norm"])
+                      & (s.rows.kernels == "3x3")]
+        rows.append({"model": r["model"], "acc@1": r["acc1"], "acc@5": r["acc5"],
+                     "params (M)": f"{r['params'] / 1e6:.2f}", "GFLOPS": r["gflops"],
+                     "ours top-1": _ours(s, "batchnorm", case, "test_top1") if r["config"] in ("A", "D", "E") else "-",
+                     "ours params (M)": _mean(ours.params / 1e6, "{:.3f}")})
+    return pd.DataFrame(rows)
+
+
+def cifar10_beside_ours(s: Setting, ref: dict) -> pd.DataFrame:
+    src = ref["sources"]
+    theirs = [{"setting": r["setting"], "test acc %": r["test_acc"], "test err %": r["test_err"],
+               "± std": r["std"] if r["std"] is not None else "", "source": src[r["source"]]["short"]}
+              for r in ref["cifar10"]["rows"]]
+    ours = [{"setting": f"ours: {case}", "test acc %": _ours(s, ab, case, "test_top1"),
+             "test err %": _ours(s, ab, case, "test_top1", err=True), "± std": "(± is over seeds)", "source": s.caption}
+            for ab, case in (("batchnorm", "D-plain"), ("batchnorm", "D-bn"), ("optimizer", "D-sgd"),
+                             ("optimizer", "D-adam"), ("optimizer", "D-adagrad"))]
+    return pd.DataFrame(theirs + ours)
+
+
 def section_references(s: Setting) -> list[Block]:
     ref = load_references()
     src = ref["sources"]
-    t3 = pd.DataFrame([{"config": r["config"], "layers": r["layers"], "paper top-1 err": r["top1_err"],
-                        "paper top-5 err": r["top5_err"], "ours top-1 err": _ours(s, "depth", r["config"], "test_top1", True),
-                        "ours top-5 err": _ours(s, "depth", r["config"], "test_top5", True)}
-                       for r in ref["paper_table3"]["rows"]])
-    tv = pd.DataFrame([{"model": r["model"], "acc@1": r["acc1"], "acc@5": r["acc5"], "params (M)": f"{r['params'] / 1e6:.2f}",
-                        "GFLOPS": r["gflops"],
-                        "ours top-1": _ours(s, "batchnorm", f"{r['config']}-{'bn' if r['batch_norm'] else 'plain'}",
-                                            "test_top1") if r["config"] in ("A", "D", "E") else "-",
-                        "ours params (M)": _mean(s.rows[(s.rows.config == r["config"]) &
-                                                        (s.rows.batch_norm == r["batch_norm"]) &
-                                                        (s.rows.kernels == "3x3")].params / 1e6, "{:.3f}")}
-                       for r in ref["torchvision"]["rows"]])
-    cf = pd.DataFrame([{"setting": r["setting"], "test acc %": r["test_acc"], "test err %": r["test_err"],
-                        "± std": r["std"] if r["std"] is not None else "", "source": src[r["source"]]["short"]}
-                       for r in ref["cifar10"]["rows"]])
-    ours_cf = pd.DataFrame([{"setting": f"ours: {case}", "test acc %": _ours(s, ab, case, "test_top1"),
-                             "test err %": _ours(s, ab, case, "test_top1", True), "± std": "(± is over seeds)",
-                             "source": s.caption}
-                            for ab, case in (("batchnorm", "D-plain"), ("batchnorm", "D-bn"), ("optimizer", "D-sgd"),
-                                             ("optimizer", "D-adam"), ("optimizer", "D-adagrad"))])
     return [H(3, "References beside our numbers"),
             P(f"Our columns: {s.caption}. They are comparable with the references only in direction, not in "
               "level, unless the setting is the reference's (ImageNet at 224px for the paper and torchvision, "
               "CIFAR-10 at full width for the CIFAR figures)."),
-            T(t3, f"{ref['paper_table3']['what']} — {src['vgg']['cite']} ({src['vgg']['url']})"),
-            T(tv, f"{ref['torchvision']['what']} — {src['torchvision']['cite']} ({src['torchvision']['url']})"),
-            T(pd.concat([cf, ours_cf], ignore_index=True),
+            T(table3_beside_ours(s, ref),
+              f"{ref['paper_table3']['what']} — {src['vgg']['cite']} ({src['vgg']['url']})"),
+            T(torchvision_beside_ours(s, ref),
+              f"{ref['torchvision']['what']} — {src['torchvision']['cite']} ({src['torchvision']['url']})"),
+            T(cifar10_beside_ours(s, ref),
               f"{ref['cifar10']['what']} — {src['wilson2017']['cite']} ({src['wilson2017']['url']}); "
               f"{src['cifar10_repro']['cite']}")]
 
 
 def _load_data(s: Setting, data_dir: str | None):
     """The setting's dataset, or the reason it cannot be loaded."""
-    from .data import DataSpec, load_data
+    from .data import load_data
     ident = s.first["config"]["data"]
     try:
         return load_data(DataSpec(**ident, data_dir=data_dir)), None
@@ -629,7 +670,8 @@ def section_samples(s: Setting, data, why: str | None, figdir: Path, per_class: 
         ax[0, 0].imshow(_mosaic(rows, size), interpolation="nearest")
         _row_labels(ax[0, 0], [data.classes[c] for c in classes], size)
         path = _save(fig, figdir / f"s{s.index}-samples.png")
-    shown = f"the first {len(classes)} of {data.num_classes} classes" if len(classes) < data.num_classes else "every class"
+    shown = (f"the first {len(classes)} of {data.num_classes} classes" if len(classes) < data.num_classes
+             else "every class")
     return blocks + [I(path, f"{data.name}: {per_class} training images per class, {shown}, one class per row "
                              f"({data.source})")]
 
@@ -716,7 +758,8 @@ def section_feature_maps(s: Setting, data, why: str | None, results_dir: Path, f
         path = _save(fig, figdir / f"s{s.index}-feature-maps.png")
     m = rec["config"]["model"]
     return blocks + [
-        P(f"Model: cell `{rec['cell_id']}` ({ModelSpec(**m).name}, init {m['init']}, seed {rec['config']['seed']}, "
+        P(f"Model: cell `{rec['cell_id']}` ({ModelSpec(**m).name}, init {m['init']}, "
+          f"optimizer {rec['config']['train']['optimizer']}, seed {rec['config']['seed']}, "
           f"status {rec.get('status')}, test top-1 {_num(rec.get('result', {}).get('test', {}).get('top1')):.1f}%), "
           f"weights `{weights}`. Each row is one conv layer after its ReLU: the {len(layers[0][2])} channels with the "
           "highest mean activation for the first test image, each scaled to its own range."),
