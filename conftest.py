@@ -122,11 +122,14 @@ def pytest_configure(config):
 
 def _check_input(config, opts: Options) -> None:
     """Bad input that would otherwise surface in every cell: one usage error now, nothing written."""
+    from vggbench.data import DATASETS
     from vggbench.measure import resolve_device
     from vggbench.sources import HUB_ID
 
     o = config.option
     collect.check_results_dir(o.results_dir)
+    if opts.dataset is not None and opts.dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {opts.dataset!r}: choose one of {', '.join(sorted(DATASETS))}")
     try:
         resolve_device(opts.device)
     except RuntimeError:

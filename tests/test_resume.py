@@ -19,9 +19,11 @@ from test_ablations import ROOT, pytest_ablations
 from vggbench import records
 from vggbench.checkpoint import Checkpoint
 
-# Cell A of the depth ablation, 3 epochs of 160 images at batch 32: 5 steps an epoch, so training
-# step 8 is the third step of epoch 2 (the last checkpoint is epoch 1's).
-ARGS = ["-k", "depth and A-s0", "--epochs", "3", "--batch-size", "32", "--train-subset", "160", "--test-subset", "100"]
+# Cell A-bn of the batchnorm ablation at an LR where it learns (status ok, all 3 epochs): 160 images
+# at batch 32 are 5 steps an epoch, so training step 8 is the third step of epoch 2 (the last
+# checkpoint is epoch 1's).
+ARGS = ["-k", "batchnorm and A-bn", "--lr", "0.005", "--epochs", "3", "--batch-size", "32",
+        "--train-subset", "160", "--test-subset", "100"]
 PAUSE_STEP = 8
 # What must be equal; wall time, throughput, created, versions and device may differ.
 SAME = ("cell_id", "config", "status", "lr", "result", "params", "trainable_params", "gmacs", "gflops",

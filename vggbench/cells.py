@@ -300,12 +300,12 @@ def _execute_retrying_oom(cell: Cell, path: Path) -> tuple[dict, torch.nn.Module
 def _remove_own_files(path: Path, cell_id: str, weights: Path | None = None, record: bool = False,
                       checkpoints: bool = False) -> None:
     """Delete a cell's leftover temporary files (.<name>.*.tmp of atomic writes) and, if asked, its
-    record and checkpoints. Only under the cell's lock."""
+    record (with its weights) and checkpoints. Only under the cell's lock."""
     doomed = list(path.parent.glob(f".{cell_id}.*.tmp"))
     if weights is not None:
         doomed += weights.parent.glob(f".{weights.name}.*.tmp")
     if record:
-        doomed.append(path)
+        doomed += [path, weights] if weights is not None else [path]
     if checkpoints or record:
         doomed += path.parent.glob(f"{cell_id}*.ckpt")
     for p in doomed:

@@ -117,7 +117,7 @@ def cmd_collect(args) -> int:
         statuses = ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
         missing = sizes[name] - len(df)
         print(f"{name}: {len(df)} of {sizes[name]} cells have records ({statuses})"
-              + (f"; {missing} not yet (jobs still running?)" if missing else "")
+              + (f"; {missing} have none (not selected yet, or their jobs are still running)" if missing else "")
               + f" -> {args.results_dir}/{name}.csv")
     return 0
 

@@ -1,0 +1,170 @@
+"""The bad-input catalogue: each bad input is answered with a one-line error that says what to do,
+and nothing is written; corrupt records and checkpoints are detected by their checksum, set aside
+and recomputed, never trusted.
+
+  through `pytest ablations` (a usage error, exit code 4): PLUGIN_CASES below
+  through `vggbench` (exit code 2): CLI_CASES below
+  the Python API: an unknown optimiser
+  corrupt files: a record, a checkpoint (and a half-written temporary file, see test_scaleout.py)
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from test_ablations import ROOT
+from vggbench import cells, records
+from vggbench.cells import Options, cells_for, run_cell
+from vggbench.checkpoint import Checkpoint
+from vggbench.cli import main
+from vggbench.trainer import TrainSpec, TrainSpecError
+
+# (id, arguments, message); {tmp} is the test's folder. The message says what to do.
+PLUGIN_CASES = [
+    ("unknown profile", ["--profile", "nope"], "invalid choice: 'nope' (choose from 'cifar10', 'imagenet'"),
+    ("unknown dataset", ["--dataset", "nope"], "unknown dataset 'nope': choose one of cifar10, cifar100"),
+    ("epochs out of range", ["--epochs", "0"], "'0' is out of range; epochs must be an integer >= 1"),
+    ("epochs not a number", ["--epochs", "two"], "'two' is not a int; epochs must be an integer >= 1"),
+    ("batch size out of range", ["--batch-size", "0"], "'0' is out of range; batch size must be an integer >= 1"),
+    ("lr out of range", ["--lr", "0"], "'0' is out of range; lr must be a number > 0"),
+    ("width out of range", ["--width", "-0.5"], "'-0.5' is out of range; width must be a number > 0"),
+    ("image size not a multiple of 32", ["--image-size", "48"], "image size 48 must be a multiple of 32"),
+    ("train subset out of range", ["--train-subset", "0"], "train subset must be an integer >= 1"),
+    ("seeds out of range", ["--seeds", "0"], "'0' is out of range; seeds must be an integer >= 1"),
+    ("unknown device", ["--device", "tpu9"], "--device 'tpu9' is not a device: use auto, cpu, cuda or cuda:N"),
+    ("results dir is a file", ["--results-dir", "{tmp}/a-file"], "is a file, not a folder; choose another --results-dir"),
+    ("results dir read-only", ["--results-dir", "{tmp}/read-only/results"],
+     "read-only/results: {tmp}/read-only is read-only; choose another --results-dir or make it writable"),
+    ("data dir does not exist", ["--data-dir", "{tmp}/no-such-dir"],
+     "--data-dir {tmp}/no-such-dir: no such directory; give the folder that holds the dataset"),
+    ("dataset folder does not exist", ["--dataset", "imagefolder", "--data-dir", "{tmp}/flowers"],
+     "--data-dir {tmp}/flowers: no such directory"),
+    ("unknown launcher", ["--launcher", "pbs"], "argument --launcher: invalid choice: 'pbs' (choose from 'inprocess'"),
+    ("launcher with xdist", ["--launcher", "local", "-n", "2"], "--launcher local and -n do not combine"),
+    ("no-wait in process", ["--no-wait"], "--no-wait needs --launcher local or --launcher slurm"),
+    ("slurm without a cluster", ["--launcher", "slurm"], "no `srun` here; run from a Slurm login node"),
+    ("slurm time out of range", ["--slurm-time", "0"], "time must be an integer number of minutes >= 1"),
+    ("slurm gpus out of range", ["--slurm-gpus-per-task", "-1"], "GPUs per task must be an integer >= 0"),
+    ("malformed test hook", ["env:VGGBENCH_INJECT=explode"], "VGGBENCH_INJECT='explode': cannot read 'explode'"),
+]
+if not torch.cuda.is_available():
+    PLUGIN_CASES.append(("cuda without a GPU", ["--device", "cuda"], "CUDA is not available: use --device cpu"))
+
+
+def files_under(path):
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+@pytest.mark.parametrize("args,message", [c[1:] for c in PLUGIN_CASES], ids=[c[0] for c in PLUGIN_CASES])
+def test_plugin_bad_input(args, message, tmp_path):
+    (tmp_path / "a-file").write_text("not a folder\n")
+    (tmp_path / "read-only").mkdir()
+    (tmp_path / "read-only").chmod(0o555)
+    before = files_under(tmp_path)
+    env = dict(a[4:].split("=", 1) for a in args if a.startswith("env:"))
+    args = [a.format(tmp=tmp_path) for a in args if not a.startswith("env:")]
+    if "--results-dir" not in args:
+        args += ["--results-dir", str(tmp_path / "results")]
+    run = subprocess.run([sys.executable, "-m", "pytest", "ablations", "-p", "no:cacheprovider", "-q", "--collect-only",
+                          *args], cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+    (tmp_path / "read-only").chmod(0o755)
+    assert run.returncode == 4, run.stdout + run.stderr
+    lines = [line for line in run.stderr.splitlines() if message.format(tmp=tmp_path) in line]
+    assert len(lines) == 1, run.stderr  # the whole answer on one line
+    assert "Traceback" not in run.stderr + run.stdout
+    assert files_under(tmp_path) == before  # nothing written
+
+
+CLI_CASES = [
+    ("collect without a session", ["collect", "--results-dir", "{tmp}/empty"],
+     "no session in {tmp}/empty (no session.json): run `pytest ablations --results-dir {tmp}/empty` first"),
+    ("collect into a file", ["collect", "--results-dir", "{tmp}/a-file"], "is a file, not a folder"),
+    ("collect a corrupt session", ["collect", "--results-dir", "{tmp}/bad-session"],
+     "session.json is not readable (JSONDecodeError): run `pytest ablations --results-dir"),
+    ("collect an unknown ablation", ["collect", "--ablation", "width"], "invalid choice: 'width' (choose from"),
+    ("unknown config", ["profile", "F"], "argument config: invalid choice: 'F' (choose from"),
+    ("unknown dataset to prepare", ["data", "prepare", "mnist"], "invalid choice: 'mnist' (choose from"),
+]
+
+
+@pytest.mark.parametrize("argv,message", [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
+def test_cli_bad_input(argv, message, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("not a folder\n")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad-session").mkdir()
+    (tmp_path / "bad-session" / "session.json").write_text('{"options": {"profile": "sm')
+    before = files_under(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main([a.format(tmp=tmp_path) for a in argv])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert len([line for line in err.splitlines() if message.format(tmp=tmp_path) in line]) == 1, err
+    assert "Traceback" not in err
+    assert files_under(tmp_path) == before
+
+
+def test_unknown_optimiser_is_one_line():
+    with pytest.raises(TrainSpecError) as exc:
+        TrainSpec(optimizer="rmsprop")
+    assert str(exc.value) == "unknown optimizer 'rmsprop': choose one of sgd, adam, adagrad"
+
+
+# ------------------------------------------------------------------------------ corrupt files
+
+SAME = ("cell_id", "config", "status", "result", "params", "gmacs", "gflops", "train_batch_size")
+OPTS = Options(epochs=2, batch_size=32, lr=0.005, train_subset=160, test_subset=100)
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    cell = next(c for c in cells_for("batchnorm", OPTS) if c.case == "A-bn")
+    return cell, run_cell(cell, tmp_path_factory.mktemp("clean"))
+
+
+def test_corrupt_record_is_set_aside_and_recomputed(tmp_path, clean):
+    cell, ref = clean
+    path = records.record_path(tmp_path, cell.id)
+    records.write_record(path, {k: v for k, v in ref.items() if k != "reused"})
+    data = json.loads(path.read_text())
+    data["result"]["test"]["top1"] = 99.9  # edited by hand, or damaged: the checksum no longer matches
+    path.write_text(json.dumps(data))
+    rec = run_cell(cell, tmp_path)
+    assert rec["reused"] is False  # recomputed, not trusted
+    assert {k: rec[k] for k in SAME} == {k: ref[k] for k in SAME}
+    assert json.loads(path.with_name(path.name + ".corrupt").read_text())["result"]["test"]["top1"] == 99.9
+
+
+def test_corrupt_checkpoint_is_set_aside_and_the_cell_starts_over(tmp_path, clean, monkeypatch):
+    cell, ref = clean
+    real_train = cells.train
+
+    class Killed(BaseException):  # like a kill: not an error record, the checkpoint stays
+        pass
+
+    def killed_in_epoch_2(row):  # after epoch 1's checkpoint
+        if row["epoch"] == 2:
+            raise Killed
+
+    monkeypatch.setattr(cells, "train", lambda *a, **k: real_train(*a, on_epoch=killed_in_epoch_2, **k))
+    with pytest.raises(Killed):
+        run_cell(cell, tmp_path)
+    monkeypatch.setattr(cells, "train", real_train)
+    ckpt = records.record_path(tmp_path, cell.id).with_suffix(".ckpt")
+    blob = bytearray(ckpt.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF  # one flipped byte in the weights
+    ckpt.write_bytes(bytes(blob))
+
+    resumed_from, real_load = [], Checkpoint.load
+
+    def load(self, **kw):
+        resumed_from.append(real_load(self, **kw))
+        return resumed_from[-1]
+
+    monkeypatch.setattr(Checkpoint, "load", load)
+    rec = run_cell(cell, tmp_path)
+    assert resumed_from == [None]  # the damaged checkpoint was not used
+    assert {k: rec[k] for k in SAME} == {k: ref[k] for k in SAME}
+    assert ckpt.with_name(ckpt.name + ".corrupt").exists() and not ckpt.exists()
