@@ -177,7 +177,7 @@ def model_throughput(model_spec: ModelSpec, batch_size: int, device: str = "auto
                        channels_last=channels_last)
         out[kind] = {**r, "compile_s": compile_s + r.get("warmup_s", 0.0)}
     dtype = out["dtype"]
-    ceiling = matmul_ceiling(str(dev), dtype)
+    ceiling = matmul_ceiling(str(dev), dtype, threads=torch.get_num_threads())
     achieved = 3 * gflops * 1e9 * out["train"]["images_per_s"]
     out.update(ceiling_gflop_per_s=ceiling / 1e9, train_gflop_per_s=achieved / 1e9,
                ceiling_fraction=achieved / ceiling, versions=versions())

@@ -86,6 +86,7 @@ class Cell:
     seed: int
     device: str = "auto"
     bench: tuple[int, int, int] = field(default=(32, 1, 3), compare=False)  # batch, warm-up, repeats
+    cpu_threads: int | None = None  # torch threads for a CPU cell (None: the process's)
 
     @property
     def device_kind(self) -> str:
@@ -93,8 +94,15 @@ class Cell:
 
     def config(self) -> dict:
         """The complete configuration: everything that can change the result (hashed)."""
-        return {"model": dataclasses.asdict(self.model), "train": dataclasses.asdict(self.train),
-                "data": self.data.identity(), "seed": self.seed, "device": self.device_kind}
+        config = {"model": dataclasses.asdict(self.model), "train": dataclasses.asdict(self.train),
+                  "data": self.data.identity(), "seed": self.seed, "device": self.device_kind}
+        if config["device"] == "cpu":
+            config["cpu_threads"] = self.threads  # CPU float results depend on it
+        return config
+
+    @property
+    def threads(self) -> int:
+        return self.cpu_threads or torch.get_num_threads()
 
     @property
     def id(self) -> str:
@@ -118,7 +126,7 @@ def cells_for(ablation: Ablation | str, options: Options) -> list[Cell]:
             train_ = train_.replace(lr=train_.learning_rate)  # record the number, not "default"
         for seed in range(options.seeds):
             out.append(Cell(ablation.name, case.id, model, train_, base.data, seed, options.device,
-                            (base.bench_batch, base.bench_warmup, base.bench_repeats)))
+                            (base.bench_batch, base.bench_warmup, base.bench_repeats), base.cpu_threads))
     return out
 
 
@@ -141,7 +149,7 @@ def measure_throughput(cell: Cell, model: torch.nn.Module, device: torch.device,
         out[kind] = throughput(copy.deepcopy(model), device, batch, train=is_train, warmup=warmup, repeats=repeats,
                                amp_dtype=amp, channels_last=cell.train.channels_last)
     dtype = "bfloat16" if amp is not None else "float32"
-    ceiling = matmul_ceiling(str(device), dtype)
+    ceiling = matmul_ceiling(str(device), dtype, threads=torch.get_num_threads())
     achieved = 3 * gflops * 1e9 * out["train"]["images_per_s"]  # training = 3 x forward FLOPs
     out.update(ceiling_gflop_per_s=ceiling / 1e9, ceiling_dtype=dtype, train_gflop_per_s=achieved / 1e9,
                ceiling_fraction=achieved / ceiling)
@@ -212,6 +220,8 @@ def execute(cell: Cell, checkpoint: Checkpoint | None = None,
         raise RuntimeError(f"injected failure ({INJECT_ENV})")
     spec = cell.train.replace(batch_size=batch_size) if batch_size else cell.train
     device = resolve_device(cell.device)
+    if device.type == "cpu":
+        torch.set_num_threads(cell.threads)
     data = load_data(cell.data)
     if (data.num_classes, data.image_size) != (cell.model.num_classes, cell.model.image_size):
         raise ValueError(f"model expects {cell.model.num_classes} classes at {cell.model.image_size}px but "

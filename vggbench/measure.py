@@ -256,8 +256,9 @@ def throughput(model: VGG, device: torch.device, batch_size: int, train: bool, w
 
 
 @functools.lru_cache(maxsize=None)
-def matmul_ceiling(device_str: str, dtype_name: str = "float32", n: int = 2048) -> float:
-    """Dense matmul FLOP/s of this device (measured once per process): n x n @ n x n, median of 5."""
+def matmul_ceiling(device_str: str, dtype_name: str = "float32", n: int = 2048, threads: int | None = None) -> float:
+    """Dense matmul FLOP/s of this device (measured once per process and CPU thread count, which
+    callers pass as `threads`): n x n @ n x n, median of 5."""
     device, dtype = torch.device(device_str), getattr(torch, dtype_name)
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)

@@ -28,6 +28,9 @@ class Profile:
     bench_batch: int = 64
     bench_warmup: int = 2
     bench_repeats: int = 5
+    # CPU float results depend on the number of threads (reduction order): a profile that pins it
+    # gives the same numbers serially and under pytest-xdist. None: the process's threads.
+    cpu_threads: int | None = None
     description: str = field(default="", compare=False)
 
     def replace(self, **changes) -> "Profile":
@@ -39,7 +42,7 @@ PROFILES: dict[str, Profile] = {
         "smoke", DataSpec("synthetic", 32),
         ModelSpec(width=0.125, num_classes=10, image_size=32, head="linear"),
         TrainSpec(epochs=2, batch_size=64, lr=None, augment=False),
-        bench_batch=32, bench_warmup=1, bench_repeats=3,
+        bench_batch=32, bench_warmup=1, bench_repeats=3, cpu_threads=1,
         description="embedded synthetic glyphs, width 1/8, 2 epochs (CPU, minutes)"),
     "cifar10": Profile(
         "cifar10", DataSpec("cifar10", 32),
