@@ -256,10 +256,13 @@ def throughput(model: VGG, device: torch.device, batch_size: int, train: bool, w
 
 
 @functools.lru_cache(maxsize=None)
-def matmul_ceiling(device_str: str, dtype_name: str = "float32", n: int = 2048, threads: int | None = None) -> float:
+def matmul_ceiling(device_str: str, dtype_name: str = "float32", n: int | None = None,
+                   threads: int | None = None) -> float:
     """Dense matmul FLOP/s of this device (measured once per process and CPU thread count, which
-    callers pass as `threads`): n x n @ n x n, median of 5."""
+    callers pass as `threads`): n x n @ n x n, median of 5; n = 2048 on CPU (172-179 GFLOP/s for
+    n = 1024-4096 on the 2-core dev machine), 8192 on GPUs (small products do not reach peak)."""
     device, dtype = torch.device(device_str), getattr(torch, dtype_name)
+    n = n or (8192 if device.type == "cuda" else 2048)
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     times = time_steps(lambda: torch.mm(a, b), device, warmup=2, repeats=5)
