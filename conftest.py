@@ -94,7 +94,8 @@ def options(config) -> Options:
     o = config.option
     return Options(profile=o.profile, seeds=o.seeds, device=o.device, epochs=o.epochs, width=o.width,
                    batch_size=o.batch_size, lr=o.lr, image_size=o.image_size, train_subset=o.train_subset,
-                   test_subset=o.test_subset, data_dir=o.data_dir, cache_dir=o.cache_dir, skip_bad=o.skip_bad, compile=o.compile, dataset=o.dataset)
+                   test_subset=o.test_subset, data_dir=o.data_dir, cache_dir=o.cache_dir, skip_bad=o.skip_bad,
+                   compile=o.compile, dataset=o.dataset)
 
 
 def launch_options(config) -> launch.LaunchOptions:
@@ -206,6 +207,12 @@ def _launched_record(launched: launch.Launched, cell, results_dir) -> dict:
     return {**record, "reused": False}
 
 
+def _cell_of(item):
+    """The Cell a collected ablation test runs, or None for any other test."""
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("cell") if callspec is not None else None
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session):
     """--launcher: run the selected cells as submitit jobs first; the tests then read their records,
@@ -213,11 +220,7 @@ def pytest_runtestloop(session):
     config = session.config
     if config.option.launcher == "inprocess" or config.option.collectonly or not session.items:
         return None
-    cells = {}
-    for item in session.items:
-        cell = getattr(item, "callspec", None) and item.callspec.params.get("cell")
-        if cell is not None:
-            cells[cell.id] = cell
+    cells = {c.id: c for c in map(_cell_of, session.items) if c is not None}
     results_dir = config.option.results_dir
     todo = [c for c in cells.values() if config.option.rerun or finished_record(c, results_dir) is None]
     tr = config.pluginmanager.get_plugin("terminalreporter")
@@ -227,7 +230,7 @@ def pytest_runtestloop(session):
     order = {cid: i for i, cid in enumerate(launched.outcomes)}
 
     def finishing_order(item):
-        cell = getattr(item, "callspec", None) and item.callspec.params.get("cell")
+        cell = _cell_of(item)
         return order.get(cell.id, len(order)) if cell is not None else len(order)
 
     session.items.sort(key=finishing_order)

@@ -7,7 +7,6 @@ import os
 import shlex
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest

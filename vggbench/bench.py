@@ -27,8 +27,7 @@ import torch.nn.functional as F
 from . import records
 from .data import DataSpec, load_data
 from .loader import DeviceLoader
-from .measure import (Timer, count_flops, device_name, matmul_ceiling, resolve_device, synchronize, throughput,
-                      versions)
+from .measure import Timer, count_flops, device_name, resolve_device, throughput, utilisation, versions
 from .models import ModelSpec, build_model
 from .trainer import TrainSpec, autocast_dtype, make_optimizer
 
@@ -176,12 +175,7 @@ def model_throughput(model_spec: ModelSpec, batch_size: int, device: str = "auto
         r = throughput(m, dev, batch_size, train=is_train, warmup=warmup, repeats=repeats, amp_dtype=amp_dtype,
                        channels_last=channels_last)
         out[kind] = {**r, "compile_s": compile_s + r.get("warmup_s", 0.0)}
-    dtype = out["dtype"]
-    ceiling = matmul_ceiling(str(dev), dtype, threads=torch.get_num_threads())
-    achieved = 3 * gflops * 1e9 * out["train"]["images_per_s"]
-    out.update(ceiling_gflop_per_s=ceiling / 1e9, train_gflop_per_s=achieved / 1e9,
-               ceiling_fraction=achieved / ceiling, versions=versions())
-    synchronize(dev)
+    out.update(utilisation(gflops, out["train"]["images_per_s"], dev, out["dtype"]), versions=versions())
     return out
 
 

@@ -26,8 +26,8 @@ from . import records
 from .checkpoint import Checkpoint
 from .data import DataSpec, load_data
 from .grid import ABLATIONS, Ablation
-from .measure import (_is_oom, count_flops, count_params, device_name, matmul_ceiling, resolve_device,
-                      throughput, versions)
+from .measure import (count_flops, count_params, device_name, is_oom, resolve_device,
+                      throughput, utilisation, versions)
 from .models import ModelSpec, analytic_macs, build_model
 from .profiles import PROFILES, Profile
 from .trainer import TrainSpec, autocast_dtype, train
@@ -149,10 +149,7 @@ def measure_throughput(cell: Cell, model: torch.nn.Module, device: torch.device,
         out[kind] = throughput(copy.deepcopy(model), device, batch, train=is_train, warmup=warmup, repeats=repeats,
                                amp_dtype=amp, channels_last=cell.train.channels_last)
     dtype = "bfloat16" if amp is not None else "float32"
-    ceiling = matmul_ceiling(str(device), dtype, threads=torch.get_num_threads())
-    achieved = 3 * gflops * 1e9 * out["train"]["images_per_s"]  # training = 3 x forward FLOPs
-    out.update(ceiling_gflop_per_s=ceiling / 1e9, ceiling_dtype=dtype, train_gflop_per_s=achieved / 1e9,
-               ceiling_fraction=achieved / ceiling)
+    out.update(utilisation(gflops, out["train"]["images_per_s"], device, dtype))
     return out
 
 
@@ -296,7 +293,7 @@ def _execute_retrying_oom(cell: Cell, path: Path) -> tuple[dict, torch.nn.Module
             record, model = execute(cell, checkpoint, batch_size=batch)
             break
         except Exception as err:
-            if not _is_oom(err) or batch == 1:
+            if not is_oom(err) or batch == 1:
                 raise
             retries.append({"batch_size": batch, "error": f"{type(err).__name__}: {str(err).strip()[:300]}"})
             checkpoint.remove()

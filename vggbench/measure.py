@@ -38,25 +38,25 @@ def _dummy(model: VGG, batch: int = 1) -> torch.Tensor:
     return torch.zeros(batch, 3, s, s, device=p.device, dtype=p.dtype)
 
 
-def _fvcore():
-    with warnings.catch_warnings():  # fvcore's import calls the deprecated torch.jit.script
-        warnings.simplefilter("ignore", FutureWarning)
+def _fvcore_analysis(model: VGG):
+    """fvcore's FlopCountAnalysis of one dummy image, quiet (its import calls the deprecated
+    torch.jit.script; LRN/pool are "unsupported ops" that do no conv/linear work)."""
+    logging.getLogger("fvcore").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         from fvcore.nn import FlopCountAnalysis
-    return FlopCountAnalysis
+
+        fca = FlopCountAnalysis(model, _dummy(model))
+        fca.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        fca.total()  # run the trace now, inside the warning filter
+    return fca
 
 
 def fvcore_macs(model: VGG) -> dict[str, float]:
     """fvcore's FlopCountAnalysis, by operator; conv+linear separated from the rest (BN...)."""
-    FlopCountAnalysis = _fvcore()
-
-    logging.getLogger("fvcore").setLevel(logging.ERROR)  # LRN/pool "unsupported op" chatter
     was_training = model.training
     model.eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fca = FlopCountAnalysis(model, _dummy(model))
-        fca.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-        by_op = dict(fca.by_operator())
+    by_op = dict(_fvcore_analysis(model).by_operator())
     model.train(was_training)
     conv_linear = sum(v for k, v in by_op.items() if k in ("conv", "linear", "addmm", "matmul", "mm"))
     return {"conv_linear": float(conv_linear), "total": float(sum(by_op.values())), "by_operator": by_op}
@@ -94,22 +94,15 @@ def count_flops(model: VGG) -> dict[str, float]:
 
 def layer_table(model: VGG) -> list[dict]:
     """One row per leaf module: name, type, output shape, params, MACs (fvcore, by module)."""
-    FlopCountAnalysis = _fvcore()
-
     shapes: dict[str, tuple] = {}
     hooks = [m.register_forward_hook(lambda mod, inp, out, n=n: shapes.__setitem__(n, tuple(out.shape[1:])))
              for n, m in model.named_modules() if not list(m.children())]
     model.eval()
-    logging.getLogger("fvcore").setLevel(logging.ERROR)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with torch.no_grad():
-            model(_dummy(model))
-        for h in hooks:  # before fvcore's trace, whose shapes are traced values
-            h.remove()
-        fca = FlopCountAnalysis(model, _dummy(model))
-        fca.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-        by_module = fca.by_module()
+    with torch.no_grad():
+        model(_dummy(model))
+    for h in hooks:  # before fvcore's trace, whose shapes are traced values
+        h.remove()
+    by_module = _fvcore_analysis(model).by_module()
     rows = []
     for n, m in model.named_modules():
         if list(m.children()):
@@ -188,7 +181,7 @@ class Timer:
         return False
 
 
-def _is_oom(err: BaseException) -> bool:
+def is_oom(err: BaseException) -> bool:
     return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
 
 
@@ -242,7 +235,7 @@ def throughput(model: VGG, device: torch.device, batch_size: int, train: bool, w
             times = time_steps(step, device, 0, repeats)
             break
         except (RuntimeError, torch.cuda.OutOfMemoryError) as err:
-            if not _is_oom(err) or batch_size // 2 < min_batch:
+            if not is_oom(err) or batch_size // 2 < min_batch:
                 raise
             if opt is not None:
                 opt.zero_grad(set_to_none=True)
@@ -267,3 +260,13 @@ def matmul_ceiling(device_str: str, dtype_name: str = "float32", n: int | None =
     b = torch.randn(n, n, device=device, dtype=dtype)
     times = time_steps(lambda: torch.mm(a, b), device, warmup=2, repeats=5)
     return 2 * n**3 / statistics.median(times)
+
+
+def utilisation(gflops_per_image: float, train_images_per_s: float, device: torch.device, dtype_name: str) -> dict:
+    """Achieved training FLOP/s (3 x forward FLOPs per image: forward + two backward products per
+    layer; the first layer's input gradient is not computed, so this slightly overstates) and its
+    fraction of the device's measured dense-matmul rate at this CPU thread count."""
+    ceiling = matmul_ceiling(str(device), dtype_name, threads=torch.get_num_threads())
+    achieved = 3 * gflops_per_image * 1e9 * train_images_per_s
+    return {"ceiling_gflop_per_s": ceiling / 1e9, "ceiling_dtype": dtype_name,
+            "train_gflop_per_s": achieved / 1e9, "ceiling_fraction": achieved / ceiling}
