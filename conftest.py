@@ -125,7 +125,7 @@ def _check_input(config, opts: Options) -> None:
     """Bad input that would otherwise surface in every cell: one usage error now, nothing written."""
     from vggbench.data import DATASETS
     from vggbench.measure import resolve_device
-    from vggbench.sources import HUB_ID
+    from vggbench.data.sources import HUB_ID
 
     o = config.option
     collect.check_results_dir(o.results_dir)

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vggbench import synthetic
+from vggbench.data import synthetic
 from vggbench.bench import _PILDataset
 from vggbench.loader import DeviceLoader
 from vggbench.models import build_model

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from vggbench import cli, sources
-from vggbench import data as vggdata
+from vggbench import cli
+from vggbench.data import registry as vggdata
+from vggbench.data import sources
 from vggbench.data import DATASETS, DataError, DataSpec, load_data
 
 from fixtures_data import CLASSES, COLORS, cifar_pickles, hub_parquet, image_folder, tiny_imagenet, write_corrupt

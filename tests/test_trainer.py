@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from vggbench import synthetic, trainer
+from vggbench import trainer
+from vggbench.data import synthetic
 from vggbench.checkpoint import Checkpoint
 from vggbench.data import ImageData, channel_stats
 from vggbench.loader import DeviceLoader, random_crop_flip

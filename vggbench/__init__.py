@@ -2,8 +2,7 @@
 
 Where things are (one module, one job):
   models.py    Table 1 as data and one builder (ModelSpec -> nn.Module)
-  data.py      datasets: registry, splits, subsets, normalisation statistics
-  synthetic.py the embedded default dataset
+  data/       datasets: spec, registry, sources, the embedded synthetic set
   loader.py    device-resident batches and batched augmentation
   trainer.py   optimisers, schedules, the training loop, run status
   measure.py   params, FLOPs (fvcore + FlopCounterMode), throughput, matmul ceiling

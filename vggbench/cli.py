@@ -46,7 +46,7 @@ def cmd_data_prepare(args) -> int:
     import time
 
     from .data import DataSpec, load_data
-    from .sources import native_size
+    from .data.sources import native_size
 
     spec = DataSpec(args.name, args.image_size or native_size(args.name), data_dir=args.data_dir,
                     cache_dir=args.cache_dir, skip_bad=args.skip_bad)

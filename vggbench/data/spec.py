@@ -1,19 +1,13 @@
-"""Datasets: what a run trains and tests on, decoded once into uint8 tensors.
+"""The types of a dataset and the split helpers shared by every source.
 
-`load_data(DataSpec)` returns an `ImageData`: uint8 N x 3 x H x W images and int64 labels for the
-train / val / test splits, the class names and the per-channel mean/std of the train split.
-Model selection uses val only; test is reported, never tuned on.
-
-Registry (`DATASETS`): "synthetic" is the embedded default (generated in memory, see synthetic.py).
-Real datasets (cifar10, cifar100, tiny-imagenet, imagenet, imagefolder) are registered by
-vggbench.sources, imported at the end of this module: decoded once, cached on disk, memory-mapped.
+A `DataSpec` says which data a run uses; an `ImageData` is that data decoded: uint8 N x 3 x H x W
+images and int64 labels for the train / val / test splits, the class names and the per-channel
+mean/std of the train split. Model selection uses val only; test is reported, never tuned on.
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
@@ -116,45 +110,3 @@ def apply_subsets(data: ImageData, spec: DataSpec) -> ImageData:
         i = stratified_subset(data.test_y, spec.test_subset, seed=2)
         data.test_x, data.test_y = data.test_x[i], data.test_y[i]
     return data
-
-
-# ------------------------------------------------------------------------------ registry
-
-Loader = Callable[[DataSpec], ImageData]
-DATASETS: dict[str, Loader] = {}
-
-
-def register(name: str):
-    def deco(fn: Loader) -> Loader:
-        DATASETS[name] = fn
-        return fn
-    return deco
-
-
-SYNTHETIC_SIZES = {"train": 5000, "val": 1000, "test": 2000}
-
-
-@register("synthetic")
-def _synthetic(spec: DataSpec) -> ImageData:
-    from . import synthetic
-
-    splits = {k: synthetic.generate(n, spec.image_size, seed=i) for i, (k, n) in enumerate(SYNTHETIC_SIZES.items())}
-    mean, std = channel_stats(splits["train"][0])
-    return ImageData("synthetic", list(synthetic.CLASSES), *splits["train"], *splits["val"], *splits["test"],
-                     mean=mean, std=std, source="generated in memory (vggbench.synthetic)")
-
-
-def load_data(spec: DataSpec) -> ImageData:
-    """The decoded dataset for a spec (memoised per process: cells of one session share it)."""
-    # data_dir / cache_dir / skip_bad are not part of a spec's equality: key the memo on them too.
-    return _load_data(spec, spec.data_dir, spec.cache_dir, spec.skip_bad)
-
-
-@functools.lru_cache(maxsize=4)
-def _load_data(spec: DataSpec, *where) -> ImageData:
-    if spec.dataset not in DATASETS:
-        raise DataError(f"unknown dataset {spec.dataset!r}: choose one of {', '.join(sorted(DATASETS))}")
-    return apply_subsets(DATASETS[spec.dataset](spec), spec)
-
-
-from . import sources  # noqa: E402,F401  registers the real datasets (it imports the names above)

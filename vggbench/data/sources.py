@@ -60,7 +60,7 @@ from filelock import FileLock
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from .data import DataError, DataSpec, ImageData, channel_stats, register, split_off
+from .spec import DataError, DataSpec, ImageData, channel_stats, split_off
 
 FORMAT = 1  # bump when the cache layout or the decoding changes: old entries are then ignored
 
@@ -480,7 +480,3 @@ def load(spec: DataSpec) -> ImageData:
         if not (entry / "meta.json").is_file():
             _build(spec, source, entry)
     return read_entry(entry, spec.dataset)
-
-
-for _name in KNOWN:
-    register(_name)(load)

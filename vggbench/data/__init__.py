@@ -1,0 +1,12 @@
+"""Datasets: what a run trains and tests on, decoded once into uint8 tensors.
+
+  spec.py       DataSpec, ImageData, DataError and the split helpers every source shares
+  registry.py   the table of datasets (DATASETS) and load_data
+  sources.py    real datasets: hub ids, parquet, CIFAR pickles, Tiny ImageNet, image folders; the cache
+  synthetic.py  the embedded default dataset
+"""
+from .registry import DATASETS, load_data
+from .spec import DataError, DataSpec, ImageData, apply_subsets, channel_stats, split_off, stratified_subset
+
+__all__ = ["DATASETS", "DataError", "DataSpec", "ImageData", "apply_subsets", "channel_stats", "load_data",
+           "split_off", "stratified_subset"]
