@@ -3,7 +3,7 @@
 Each ablation module under ablations/ names its ABLATION; its test takes the `measured` fixture,
 which is parametrised here with the ablation's cells (cases x seeds) under the chosen profile.
 At the end of a session (on the controller under pytest-xdist) the records of every selected
-ablation are aggregated into results/<ablation>.csv and printed (vggbench.collect).
+ablation are aggregated into results/<ablation>.csv and printed (vggbench.tables).
 
 Scale-out (vggbench.launch): under `-n auto` each xdist worker gets its own GPU and a share of the
 CPU threads; with `--launcher local|debug|slurm` the selected cells run as submitit jobs and the
@@ -18,8 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from vggbench import collect, launch, records
-from vggbench.cells import Options, cells_for, finished_record, injected, run_cell
+from vggbench import launch, records, tables
+from vggbench.cells import cells_for
+from vggbench.faults import injected
+from vggbench.options import Options
+from vggbench.run import finished_record, run_cell
 from vggbench.grid import ABLATIONS
 from vggbench.profiles import PROFILES
 
@@ -128,7 +131,7 @@ def _check_input(config, opts: Options) -> None:
     from vggbench.data.sources import HUB_ID
 
     o = config.option
-    collect.check_results_dir(o.results_dir)
+    tables.check_results_dir(o.results_dir)
     if opts.dataset is not None and opts.dataset not in DATASETS:
         raise ValueError(f"unknown dataset {opts.dataset!r}: choose one of {', '.join(sorted(DATASETS))}")
     try:
@@ -276,8 +279,8 @@ def aggregate(config) -> dict:
     seen = config.stash[_SEEN_KEY]
     if not seen:
         return {}
-    collect.save_session(config.option.results_dir, options(config), seen)
-    return collect.aggregate(config.option.results_dir, seen, options(config))
+    tables.save_session(config.option.results_dir, options(config), seen)
+    return tables.aggregate(config.option.results_dir, seen, options(config))
 
 
 def pytest_sessionfinish(session):

@@ -1,5 +1,5 @@
 """Batch norm: with vs without, on A, D and E. Cases: vggbench.grid.ABLATIONS["batchnorm"]."""
-from vggbench.cells import problems
+from vggbench.run import problems
 
 ABLATION = "batchnorm"
 

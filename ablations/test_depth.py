@@ -1,5 +1,5 @@
 """Depth (paper Table 3): configurations A, A-LRN, B, C, D, E of Table 1. Cases: vggbench.grid.ABLATIONS["depth"]."""
-from vggbench.cells import problems
+from vggbench.run import problems
 
 ABLATION = "depth"
 

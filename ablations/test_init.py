@@ -1,5 +1,5 @@
 """Initialisation without batch norm: the paper's N(0, 0.01) vs Xavier vs Kaiming, on D and E. Cases: vggbench.grid.ABLATIONS["init"]."""
-from vggbench.cells import problems
+from vggbench.run import problems
 
 ABLATION = "init"
 

@@ -1,5 +1,5 @@
 """Kernel size: stacks of 3x3 convolutions vs one large kernel of equal receptive field, on B and D (paper section 4.1). Cases: vggbench.grid.ABLATIONS["kernel"]."""
-from vggbench.cells import problems
+from vggbench.run import problems
 
 ABLATION = "kernel"
 

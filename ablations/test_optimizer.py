@@ -1,5 +1,5 @@
 """Optimiser: SGD with momentum vs Adam vs Adagrad, each at its own learning rate, on D. Cases: vggbench.grid.ABLATIONS["optimizer"]."""
-from vggbench.cells import problems
+from vggbench.run import problems
 
 ABLATION = "optimizer"
 

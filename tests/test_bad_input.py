@@ -16,8 +16,10 @@ import pytest
 import torch
 
 from test_ablations import ROOT
-from vggbench import cells, records
-from vggbench.cells import Options, cells_for, run_cell
+from vggbench import records, run
+from vggbench.cells import cells_for
+from vggbench.options import Options
+from vggbench.run import run_cell
 from vggbench.checkpoint import Checkpoint
 from vggbench.cli import main
 from vggbench.trainer import TrainSpec, TrainSpecError
@@ -139,7 +141,7 @@ def test_corrupt_record_is_set_aside_and_recomputed(tmp_path, clean):
 
 def test_corrupt_checkpoint_is_set_aside_and_the_cell_starts_over(tmp_path, clean, monkeypatch):
     cell, ref = clean
-    real_train = cells.train
+    real_train = run.train
 
     class Killed(BaseException):  # like a kill: not an error record, the checkpoint stays
         pass
@@ -148,10 +150,10 @@ def test_corrupt_checkpoint_is_set_aside_and_the_cell_starts_over(tmp_path, clea
         if row["epoch"] == 2:
             raise Killed
 
-    monkeypatch.setattr(cells, "train", lambda *a, **k: real_train(*a, on_epoch=killed_in_epoch_2, **k))
+    monkeypatch.setattr(run, "train", lambda *a, **k: real_train(*a, on_epoch=killed_in_epoch_2, **k))
     with pytest.raises(Killed):
         run_cell(cell, tmp_path)
-    monkeypatch.setattr(cells, "train", real_train)
+    monkeypatch.setattr(run, "train", real_train)
     ckpt = records.record_path(tmp_path, cell.id).with_suffix(".ckpt")
     blob = bytearray(ckpt.read_bytes())
     blob[len(blob) // 2] ^= 0xFF  # one flipped byte in the weights

@@ -4,8 +4,10 @@ import os
 
 import pytest
 
-from vggbench import cells, records
-from vggbench.cells import Options, cells_for, problems, run_cell
+from vggbench import records, run
+from vggbench.cells import cells_for
+from vggbench.options import Options
+from vggbench.run import problems, run_cell
 from vggbench.grid import ABLATIONS
 
 
@@ -80,7 +82,7 @@ def test_run_cell_writes_then_reuses(tmp_path, fast_cell, monkeypatch):
     def must_not_run(*a, **k):
         raise AssertionError("a finished cell was recomputed")
 
-    monkeypatch.setattr(cells, "execute", must_not_run)
+    monkeypatch.setattr(run, "execute", must_not_run)
     second = run_cell(fast_cell, tmp_path)
     assert second["reused"] is True and second["checksum"] == first["checksum"]
     rerun = run_cell(fast_cell, tmp_path, rerun=True)  # an exception becomes an error record

@@ -17,7 +17,9 @@ import pytest
 import torch
 
 from vggbench import records, report
-from vggbench.cells import Options, cells_for, save_weights
+from vggbench.cells import cells_for
+from vggbench.options import Options
+from vggbench.run import save_weights
 from vggbench.cli import main
 from vggbench.data import ImageData
 from vggbench.grid import ABLATIONS

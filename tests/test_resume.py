@@ -2,7 +2,7 @@
 pre-empted as a submitit job (SIGUSR2, as Slurm does), continues from its last per-epoch
 checkpoint and ends with the same record as an uninterrupted run, leaving no partial file.
 
-The pause in the middle of an epoch is the test hook VGGBENCH_INJECT=pause=STEP:FILE (cells.py):
+The pause in the middle of an epoch is the test hook VGGBENCH_INJECT=pause=STEP:FILE (vggbench/faults.py):
 the cell writes its process id to FILE before training step STEP and sleeps; the test then kills
 or signals that process.
 """

@@ -1,6 +1,6 @@
 """Scale-out and failures: pytest-xdist workers (a GPU each, shared CPU threads), submitit launchers
 (local processes, debug, the Slurm submission), concurrent writers, out-of-memory retries, error
-records and fail fast. Injected faults use the test hook VGGBENCH_INJECT (see cells.injected)."""
+records and fail fast. Injected faults use the test hook VGGBENCH_INJECT (see vggbench.faults)."""
 import json
 import multiprocessing
 import os
@@ -12,8 +12,10 @@ import pandas as pd
 import pytest
 
 from test_ablations import FAST, ROOT, pytest_ablations
-from vggbench import collect, records
-from vggbench.cells import Options, cells_for, problems, run_cell
+from vggbench import records, tables
+from vggbench.cells import cells_for
+from vggbench.options import Options
+from vggbench.run import problems, run_cell
 from vggbench.cli import main
 from vggbench.grid import ABLATIONS
 
@@ -155,8 +157,8 @@ def test_aggregation_ignores_half_written_temporary_files(tmp_path):
     half = {a.id: '{"cell_id": "', b.id: '{"status": "ok", "config": {"mo'}
     for cid, text in half.items():  # a writer at work (or killed) on both cells
         (records.runs_dir(tmp_path) / f".{cid}.json.w0rk1n.tmp").write_text(text)
-    tables = collect.aggregate(tmp_path, ["kernel"], FAST_OPTS)
-    assert tables["kernel"]["cell_id"].tolist() == [a.id]
+    got = tables.aggregate(tmp_path, ["kernel"], FAST_OPTS)
+    assert got["kernel"]["cell_id"].tolist() == [a.id]
     assert pd.read_csv(tmp_path / "kernel.csv")["test_top1"].tolist() == [50.0]
     assert sorted(p.name for p in records.runs_dir(tmp_path).iterdir()) == sorted(
         [f"{a.id}.json"] + [f".{cid}.json.w0rk1n.tmp" for cid in half])  # nothing set aside, nothing lost

@@ -109,7 +109,7 @@ def cmd_bench_throughput(args) -> int:
 
 
 def cmd_collect(args) -> int:
-    from .collect import collect
+    from .tables import collect
 
     tables, sizes = collect(args.results_dir, args.ablation)
     for name, df in tables.items():

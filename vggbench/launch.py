@@ -7,7 +7,7 @@ One machine, many GPUs: `pytest ablations -n auto`
 
 A cluster: `pytest ablations --launcher slurm`
     The session's selected cells that have no finished record go out as one Slurm job array
-    through submitit. Each array task runs one cell (cells.run_cell) and writes its record into
+    through submitit. Each array task runs one cell (run.run_cell) and writes its record into
     the shared results folder; the session waits and then reports the records like any run, or
     returns at once with --no-wait (`vggbench collect` aggregates later). A job that is pre-empted
     or reaches its time limit gets SIGUSR2 from Slurm: submitit calls CellJob.checkpoint and
@@ -31,7 +31,8 @@ import torch
 from submitit.core.utils import JobPaths
 from submitit.helpers import Checkpointable, DelayedSubmission
 
-from .cells import Cell, run_cell
+from .cells import Cell
+from .run import run_cell
 
 LAUNCHERS = ("inprocess", "local", "debug", "slurm")
 FAIL_FAST_AFTER = 2    # the same error in the first N finished cells stops the session

@@ -1,5 +1,5 @@
 """Profiles: the baseline settings of a run, one per scale. An ablation case changes a few fields
-of the baseline (see cells.Case); command-line options override the profile.
+of the baseline (see grid.Case); command-line options override the profile.
 
 smoke          the embedded synthetic dataset, width 1/8, 2 epochs: every ablation in minutes on a
                2-core CPU, no network. Checks the machinery, not the science.

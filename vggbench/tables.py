@@ -20,7 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 from . import records
-from .cells import Options, cells_for
+from .cells import cells_for
+from .options import Options
 from .grid import ABLATIONS
 
 SESSION_FILE = "session.json"

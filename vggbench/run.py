@@ -1,0 +1,216 @@
+"""Running one cell: measure and train it, write its record (or reuse a finished one).
+
+`run_cell` holds the cell's lock, reuses a finished record, resumes from a checkpoint, retries at
+half the batch on out-of-memory, and turns any other failure into an error record; `problems`
+lists what makes a record invalid as a measurement (not whether the science held).
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import io
+import math
+import os
+import subprocess
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from filelock import FileLock
+
+from . import faults, records
+from .cells import Cell
+from .checkpoint import Checkpoint
+from .data import load_data
+from .measure import (count_flops, count_params, device_name, is_oom, resolve_device,
+                      throughput, utilisation, versions)
+from .models import ModelSpec, analytic_macs, build_model
+from .trainer import autocast_dtype, train
+
+STATUSES = ("ok", "diverged", "stalled")
+# Final weights are kept (results/weights/<cell>.pt) for models up to this size: the report draws
+# feature maps from them; full-width ImageNet VGGs (130M+ params) would fill a disk.
+SAVE_WEIGHTS_MAX_PARAMS = 20_000_000
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def measure_throughput(cell: Cell, model: torch.nn.Module, device: torch.device, gflops: float) -> dict:
+    batch, warmup, repeats = cell.bench
+    amp = autocast_dtype(cell.train, device)
+    out = {}
+    for kind, is_train in (("train", True), ("infer", False)):
+        out[kind] = throughput(copy.deepcopy(model), device, batch, train=is_train, warmup=warmup, repeats=repeats,
+                               amp_dtype=amp, channels_last=cell.train.channels_last)
+    dtype = "bfloat16" if amp is not None else "float32"
+    out.update(utilisation(gflops, out["train"]["images_per_s"], device, dtype))
+    return out
+
+
+def execute(cell: Cell, checkpoint: Checkpoint | None = None,
+            batch_size: int | None = None) -> tuple[dict, torch.nn.Module]:
+    """Measure and train one cell; returns its record (not yet written) and the trained model.
+    batch_size: train at this batch instead of the cell's (run_cell's out-of-memory retries)."""
+    t0 = time.perf_counter()
+    hooks = faults.injected()
+    if hooks.get("error") in ("*", cell.case):
+        raise RuntimeError(f"injected failure ({faults.INJECT_ENV})")
+    spec = cell.train.replace(batch_size=batch_size) if batch_size else cell.train
+    device = resolve_device(cell.device)
+    if device.type == "cpu":
+        torch.set_num_threads(cell.threads)
+    data = load_data(cell.data)
+    if (data.num_classes, data.image_size) != (cell.model.num_classes, cell.model.image_size):
+        raise ValueError(f"model expects {cell.model.num_classes} classes at {cell.model.image_size}px but "
+                         f"{data.name} has {data.num_classes} at {data.image_size}px: fix --image-size/--profile")
+    torch.manual_seed(cell.seed)
+    model = build_model(cell.model)
+    counts = count_params(model)
+    flops = count_flops(model)
+    thr = measure_throughput(cell, model, device, flops["gflops"])
+    faults.install_hooks(model, hooks)
+    result = train(model, data, spec, device, seed=cell.seed, checkpoint=checkpoint)
+    return {
+        "cell_id": cell.id, "config": cell.config(), "ablation": cell.ablation, "case": cell.case,
+        "status": result["status"], "lr": cell.train.learning_rate, "result": result,
+        "train_batch_size": spec.batch_size,
+        **counts, **flops, "throughput": thr, "device": device_name(device), "versions": versions(),
+        "dataset": {"name": data.name, "sizes": data.sizes(), "classes": len(data.classes), "source": data.source},
+        "commit": git_commit(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "wall_s": time.perf_counter() - t0,
+    }, model
+
+
+def finished_record(cell: Cell, results_dir: str | os.PathLike) -> dict | None:
+    """The cell's valid record, unless it is an error record (those are run again, never reused)."""
+    record = records.read_record(records.record_path(results_dir, cell.id))
+    return record if record is not None and record.get("status") != "error" else None
+
+
+def run_cell(cell: Cell, results_dir: str | os.PathLike, rerun: bool = False) -> dict:
+    """The cell's record: reused if a finished one exists (unless rerun), else computed and written.
+    A file lock makes concurrent workers asking for the same cell compute it once.
+
+    Training resumes from the cell's last per-epoch checkpoint if an earlier run was killed. On
+    out-of-memory the cell is retried at half the batch (recorded in "oom_retries"). Any other
+    exception becomes an error record (status "error", with the traceback), which is returned,
+    not raised, so that a session goes on; it is never reused as a result."""
+    path = records.record_path(results_dir, cell.id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path.with_name(f".{path.stem}.lock"))):
+        if rerun:
+            _remove_own_files(path, cell.id, records.weights_path(results_dir, cell.id), record=True)
+        else:
+            record = finished_record(cell, results_dir)
+            if record is not None:
+                return {**record, "reused": True}
+        # Temporary files of this cell left by a killed writer: no one else writes them (the lock).
+        _remove_own_files(path, cell.id, records.weights_path(results_dir, cell.id))
+        try:
+            record, model = _execute_retrying_oom(cell, path)
+        except Exception as err:  # KeyboardInterrupt / SystemExit (a requeued job) pass: the checkpoint stays
+            record = records.write_record(path, error_record(cell, err))
+            return {**record, "reused": False}
+        if record["params"] <= SAVE_WEIGHTS_MAX_PARAMS:
+            save_weights(model, records.weights_path(results_dir, cell.id))
+        record = records.write_record(path, record)
+        _remove_own_files(path, cell.id, checkpoints=True)  # the record is the result now
+    return {**record, "reused": False}
+
+
+def _checkpoint(path: Path, cell: Cell, batch_size: int) -> Checkpoint:
+    """A cell's checkpoint; one per batch size, so a resumed run never mixes an OOM retry's state
+    with the full batch's."""
+    suffix = ".ckpt" if batch_size == cell.train.batch_size else f".bs{batch_size}.ckpt"
+    return Checkpoint(path.with_suffix(suffix))
+
+
+def _execute_retrying_oom(cell: Cell, path: Path) -> tuple[dict, torch.nn.Module]:
+    batch, retries = cell.train.batch_size, []
+    while True:
+        checkpoint = _checkpoint(path, cell, batch)
+        try:
+            record, model = execute(cell, checkpoint, batch_size=batch)
+            break
+        except Exception as err:
+            if not is_oom(err) or batch == 1:
+                raise
+            retries.append({"batch_size": batch, "error": f"{type(err).__name__}: {str(err).strip()[:300]}"})
+            checkpoint.remove()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        batch //= 2
+    record["oom_retries"] = retries
+    return record, model
+
+
+def _remove_own_files(path: Path, cell_id: str, weights: Path | None = None, record: bool = False,
+                      checkpoints: bool = False) -> None:
+    """Delete a cell's leftover temporary files (.<name>.*.tmp of atomic writes) and, if asked, its
+    record (with its weights) and checkpoints. Only under the cell's lock."""
+    doomed = list(path.parent.glob(f".{cell_id}.*.tmp"))
+    if weights is not None:
+        doomed += weights.parent.glob(f".{weights.name}.*.tmp")
+    if record:
+        doomed += [path, weights] if weights is not None else [path]
+    if checkpoints or record:
+        doomed += path.parent.glob(f"{cell_id}*.ckpt")
+    for p in doomed:
+        p.unlink(missing_ok=True)
+
+
+def error_record(cell: Cell, err: BaseException) -> dict:
+    """The record of a cell that raised: enough to see what failed, and where."""
+    return {
+        "cell_id": cell.id, "config": cell.config(), "ablation": cell.ablation, "case": cell.case,
+        "status": "error", "lr": cell.train.learning_rate,
+        "error": {"type": type(err).__name__, "message": str(err).strip(),
+                  "traceback": "".join(traceback.format_exception(type(err), err, err.__traceback__))},
+        "versions": versions(), "commit": git_commit(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def save_weights(model: torch.nn.Module, path: Path) -> None:
+    buf = io.BytesIO()
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, buf)
+    records.atomic_write_bytes(path, buf.getvalue())
+
+
+def problems(record: dict) -> list[str]:
+    """What makes a record invalid as a measurement; empty if valid."""
+    out = []
+    status = record.get("status")
+    if status == "error":
+        err = record.get("error", {})
+        return [f"the cell raised {err.get('type')}: {err.get('message')} (traceback in its record "
+                f"{record.get('cell_id')}.json)"]
+    if status not in STATUSES:
+        out.append(f"status {status!r} is not one of {STATUSES}")
+    res = record.get("result", {})
+    if status != "diverged":
+        for k, v in res.get("test", {}).items():
+            if not (isinstance(v, (int, float)) and math.isfinite(v)):
+                out.append(f"test {k} = {v} is not finite")
+        if "test" not in res:
+            out.append("no test metrics")
+    spec = ModelSpec(**record["config"]["model"])
+    analytic = analytic_macs(spec)["total"] / 1e9
+    if abs(record.get("gmacs", -1) - analytic) > 1e-6 * analytic:
+        out.append(f"measured {record.get('gmacs')} GMACs != analytic {analytic}")
+    if abs(record.get("gflops", -1) - 2 * analytic) > 0.01 * 2 * analytic:
+        out.append(f"FlopCounterMode {record.get('gflops')} GFLOPs != 2 x {analytic} GMACs")
+    for kind in ("train", "infer"):
+        ips = record.get("throughput", {}).get(kind, {}).get("images_per_s")
+        if not (isinstance(ips, (int, float)) and ips > 0):
+            out.append(f"{kind} throughput {ips} is not a positive number")
+    return out
