@@ -12,19 +12,18 @@ session (fail fast).
 """
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import shutil
 from pathlib import Path
 
 import pytest
 
 from vggbench import launch, records, tables
-from vggbench.cells import cells_for
+from vggbench.cells import baseline, cells_for
 from vggbench.faults import injected
-from vggbench.options import Options
+from vggbench.options import Options, Outputs, add_to_pytest, from_namespace
 from vggbench.run import finished_record, run_cell
 from vggbench.grid import ABLATIONS
-from vggbench.profiles import PROFILES
 
 _TABLES_KEY = pytest.StashKey[dict]()
 _REPORT_KEY = pytest.StashKey[str]()
@@ -34,80 +33,19 @@ _SESSION_KEY = pytest.StashKey[pytest.Session]()
 _FIRST_ERRORS_KEY = pytest.StashKey[list]()
 
 
-def _number(kind, low, what):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}; {what}")
-        if not value >= low or (kind is float and value == 0 and low == 0):
-            raise argparse.ArgumentTypeError(f"{text!r} is out of range; {what}")
-        return value
-    parse.__name__ = what.split()[0]
-    return parse
-
-
 def pytest_addoption(parser):
-    g = parser.getgroup("vggbench", "vggbench ablations")
-    g.addoption("--profile", default="smoke", choices=sorted(PROFILES), help="baseline settings (default smoke)")
-    g.addoption("--epochs", type=_number(int, 1, "epochs must be an integer >= 1"), help="override the profile's epochs")
-    g.addoption("--seeds", type=_number(int, 1, "seeds must be an integer >= 1"), default=1,
-                help="repeat every cell with seeds 0..N-1 (default 1)")
-    g.addoption("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1 ...")
-    g.addoption("--width", type=_number(float, 0, "width must be a number > 0"), help="override the width multiplier")
-    g.addoption("--batch-size", type=_number(int, 1, "batch size must be an integer >= 1"), help="override the batch size")
-    g.addoption("--lr", type=_number(float, 0, "lr must be a number > 0"), help="override every cell's learning rate")
-    g.addoption("--image-size", type=_number(int, 32, "image size must be an integer >= 32, a multiple of 32"))
-    g.addoption("--train-subset", type=_number(int, 1, "train subset must be an integer >= 1"))
-    g.addoption("--test-subset", type=_number(int, 1, "test subset must be an integer >= 1"))
-    g.addoption("--dataset", help="another dataset than the profile's: cifar10, cifar100, tiny-imagenet, imagenet, "
-                "imagefolder, synthetic (classes are taken from the data)")
-    g.addoption("--data-dir", help="local copy of the dataset (hub parquet layout, pickles, image folder)")
-    g.addoption("--cache-dir", help="where decoded datasets are cached")
-    g.addoption("--skip-bad", action="store_true", help="skip undecodable images (counted) instead of failing")
-    g.addoption("--results-dir", default="results", help="where records and tables go (default results/)")
-    g.addoption("--rerun", action="store_true", help="recompute cells that already have a record")
-    g.addoption("--compile", action="store_true", help="torch.compile every model (slow to start; for long runs)")
-    g.addoption("--report", action="store_true",
-                help="build the report (as `vggbench report`) into <results-dir>/report at session end")
-    s = parser.getgroup("vggbench-launch", "vggbench scale-out (see README: Scale-out and resume)")
-    s.addoption("--launcher", default="inprocess", choices=launch.LAUNCHERS,
-                help="run cells in this process (default), or as submitit jobs: local (a process per cell), "
-                     "debug (submitit in this process), slurm (a job array)")
-    s.addoption("--no-wait", action="store_true",
-                help="with --launcher local|slurm: submit and return; `vggbench collect` aggregates later")
-    s.addoption("--slurm-partition", help="Slurm partition")
-    s.addoption("--slurm-gpus-per-task", type=_number(int, 0, "GPUs per task must be an integer >= 0"), default=1,
-                help="GPUs per cell (default 1; 0 for CPU nodes)")
-    s.addoption("--slurm-cpus-per-task", type=_number(int, 1, "CPUs per task must be an integer >= 1"))
-    s.addoption("--slurm-mem-gb", type=_number(float, 0, "memory must be a number of GB > 0"))
-    s.addoption("--slurm-time", type=_number(int, 1, "time must be an integer number of minutes >= 1"), default=240,
-                help="time limit of one job in minutes (default 240); a cell that needs longer is requeued "
-                     "and resumes from its checkpoint")
-    s.addoption("--slurm-parallelism", type=_number(int, 1, "parallelism must be an integer >= 1"),
-                help="at most N cells at once (the array's %%N; processes for --launcher local)")
-    s.addoption("--slurm-account", help="Slurm account")
-    s.addoption("--slurm-qos", help="Slurm quality of service")
-    s.addoption("--slurm-constraint", help="Slurm node constraint (e.g. a100)")
-    s.addoption("--slurm-setup", action="append", default=[],
-                help="a shell line run before each job (module load ..., source venv/bin/activate); repeatable")
+    add_to_pytest(parser.getgroup("vggbench", "vggbench ablations"), Options)
+    add_to_pytest(parser.getgroup("vggbench", "vggbench ablations"), Outputs)
+    add_to_pytest(parser.getgroup("vggbench-launch", "vggbench scale-out (see README: Scale-out and resume)"),
+                  launch.LaunchOptions)
 
 
 def options(config) -> Options:
-    o = config.option
-    return Options(profile=o.profile, seeds=o.seeds, device=o.device, epochs=o.epochs, width=o.width,
-                   batch_size=o.batch_size, lr=o.lr, image_size=o.image_size, train_subset=o.train_subset,
-                   test_subset=o.test_subset, data_dir=o.data_dir, cache_dir=o.cache_dir, skip_bad=o.skip_bad,
-                   compile=o.compile, dataset=o.dataset)
+    return from_namespace(Options, config.option)
 
 
 def launch_options(config) -> launch.LaunchOptions:
-    o = config.option
-    return launch.LaunchOptions(
-        launcher=o.launcher, wait=not o.no_wait, device=o.device, partition=o.slurm_partition,
-        gpus_per_task=o.slurm_gpus_per_task, cpus_per_task=o.slurm_cpus_per_task, mem_gb=o.slurm_mem_gb,
-        time_min=o.slurm_time, parallelism=o.slurm_parallelism, account=o.slurm_account, qos=o.slurm_qos,
-        constraint=o.slurm_constraint, setup=tuple(o.slurm_setup))
+    return dataclasses.replace(from_namespace(launch.LaunchOptions, config.option), device=config.option.device)
 
 
 def pytest_configure(config):
@@ -118,7 +56,7 @@ def pytest_configure(config):
     try:
         opts = options(config)
         if opts.width is not None or opts.image_size is not None:
-            opts.baseline()  # validates width / image size once, before any collection
+            baseline(opts)  # validates width / image size once, before any collection
         _check_input(config, opts)
     except ValueError as err:
         raise pytest.UsageError(str(err)) from None

@@ -29,11 +29,13 @@ def test_profile_table(capsys):
 
 @pytest.mark.parametrize("argv,message", [
     (["profile", "F"], "invalid choice: 'F'"),
-    (["profile", "D", "--width", "0"], "'0' is out of range: width must be > 0"),
-    (["profile", "D", "--width", "wide"], "'wide' is not a float"),
+    (["profile", "D", "--width", "0"], "'0' is out of range; width must be a number > 0 and <= 16"),
+    (["profile", "D", "--width", "inf"], "'inf' is out of range; width must be a number > 0 and <= 16"),
+    (["profile", "D", "--width", "1e30"], "'1e30' is out of range; width must be a number > 0 and <= 16"),
+    (["profile", "D", "--width", "wide"], "'wide' is not a number; width must be"),
     (["profile", "D", "--image-size", "100"], "image size 100 must be a multiple of 32"),
     (["profile", "D", "--kernels", "5x5"], "invalid choice: '5x5'"),
-    (["profile", "D", "--num-classes", "1"], "num_classes 1 must be at least 2"),
+    (["profile", "D", "--num-classes", "1"], "'1' is out of range; num classes must be an integer >= 2"),
 ])
 def test_bad_input_is_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:

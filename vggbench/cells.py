@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 import torch
 
 from . import records
-from .data import DataSpec
+from .data import DataSpec, load_data
 from .grid import ABLATIONS, Ablation
 from .measure import resolve_device
 from .models import ModelSpec
 from .options import Options
+from .profiles import PROFILES, Profile
 from .trainer import TrainSpec
 
 
@@ -56,9 +57,29 @@ class Cell:
         return f"{self.case}-s{self.seed}"
 
 
+def baseline(options: Options) -> Profile:
+    """The profile with the user's options applied (raises ValueError on a bad combination)."""
+    p = PROFILES[options.profile]
+    data = p.data.replace(**_given(dataset=options.dataset, image_size=options.image_size,
+                                   train_subset=options.train_subset, test_subset=options.test_subset,
+                                   data_dir=options.data_dir, cache_dir=options.cache_dir), skip_bad=options.skip_bad)
+    model = p.model.replace(**_given(width=options.width, image_size=options.image_size))
+    if data.dataset != p.data.dataset:
+        # Another dataset than the profile's (e.g. --dataset imagefolder --data-dir flowers/):
+        # the class count comes from the data itself (decoded once, cached).
+        model = model.replace(num_classes=load_data(data).num_classes)
+    train_ = p.train.replace(**_given(epochs=options.epochs, batch_size=options.batch_size), compile=options.compile)
+    return p.replace(data=data, model=model, train=train_)
+
+
+def _given(**kw) -> dict:
+    return {k: v for k, v in kw.items() if v is not None}
+
+
 def cells_for(ablation: Ablation | str, options: Options) -> list[Cell]:
+    """The one place where (profile, options) become cells: every case x seed, learning rate settled."""
     ablation = ABLATIONS[ablation] if isinstance(ablation, str) else ablation
-    base = options.baseline()
+    base = baseline(options)
     out = []
     for case in ablation.cases:
         model = base.model.replace(**case.model)

@@ -10,16 +10,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from .grid import ABLATIONS
 from .models import CONFIGS, HEADS, KERNEL_PLANS, ModelSpec, SpecError, build_model
+from .options import Options, Outputs, add_to_argparse, number
 
 
 def cmd_profile(args) -> int:
     from .measure import count_flops, count_params, layer_table
 
-    spec = ModelSpec(config=args.config, batch_norm=args.bn, kernels=args.kernels, head=args.head,
-                     width=args.width, image_size=args.image_size, num_classes=args.num_classes)
+    spec = _model_spec(args)
     model = build_model(spec)
     counts, flops = count_params(model), count_flops(model)
     summary = {"model": spec.name, "config": spec.config, "batch_norm": spec.batch_norm, "kernels": spec.kernels,
@@ -62,7 +63,7 @@ def cmd_data_prepare(args) -> int:
     return 0
 
 
-def _bench_spec(args) -> ModelSpec:
+def _model_spec(args) -> ModelSpec:
     return ModelSpec(config=args.config, batch_norm=args.bn, kernels=args.kernels, head=args.head, width=args.width,
                      image_size=args.image_size, num_classes=args.num_classes)
 
@@ -73,8 +74,8 @@ def cmd_bench_pipeline(args) -> int:
 
     data = DataSpec(args.dataset, args.image_size, train_subset=args.train_subset, data_dir=args.data_dir,
                     cache_dir=args.cache_dir)
-    df = pipeline(_bench_spec(args), data, args.batch_size, args.device, args.workers, args.out,
-                  repeats=args.repeats)
+    out = Path(args.results_dir) / "pipeline.csv"
+    df = pipeline(_model_spec(args), data, args.batch_size, args.device, args.workers, out, repeats=args.repeats)
     r = df.iloc[0]
     print(f"{r['model']} on {r['dataset']} ({r['train_images']} images, batch {r['batch_size']}, {r['steps']} steps), "
           f"{r['device']}, amp {r['amp']}; median of {r['repeats']} alternating epochs per variant")
@@ -84,15 +85,14 @@ def cmd_bench_pipeline(args) -> int:
         print(f"  {label:<62} {r[name + '_s']:8.2f} s  {r[name + '_images_per_s']:9.0f} img/s")
     print(f"  a/b = {r['ratio_a_over_b']:.3f}  (vggbench is {1 / r['ratio_a_over_b']:.2f}x the typical loop's speed)")
     print(f"  a/c = {r['ratio_a_over_c']:.3f}  (vggbench's epoch vs the model-only ceiling)")
-    if args.out:
-        print(f"written: {args.out}")
+    print(f"written: {out}")
     return 0
 
 
 def cmd_bench_throughput(args) -> int:
     from .bench import model_throughput
 
-    r = model_throughput(_bench_spec(args), args.batch_size, args.device, args.amp, not args.no_channels_last,
+    r = model_throughput(_model_spec(args), args.batch_size, args.device, args.amp, not args.no_channels_last,
                          args.compile, repeats=args.repeats)
     if args.json:
         print(json.dumps(r, default=str))
@@ -130,16 +130,19 @@ def cmd_report(args) -> int:
     return 0
 
 
-def _positive(kind, what):
-    def parse(text):
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}: {what}")
-        if not v > 0:
-            raise argparse.ArgumentTypeError(f"{text!r} is out of range: {what}")
-        return v
-    return parse
+def _add_model_flags(parser: argparse.ArgumentParser, **defaults) -> None:
+    """The model's flags (a ModelSpec's fields), the same for `profile` and `bench`."""
+    parser.add_argument("config", nargs="?" if "config" in defaults else None, default=defaults.get("config"),
+                        choices=list(CONFIGS), help="configuration of Table 1")
+    parser.add_argument("--bn", action="store_true", help="batch norm after every convolution")
+    parser.add_argument("--kernels", choices=KERNEL_PLANS, default="3x3",
+                        help="3x3: the paper's stacks; large: one conv of the stack's receptive field per block")
+    parser.add_argument("--head", choices=list(HEADS), default=defaults.get("head", "paper"),
+                        help="classifier: paper (4096-4096), compact (512-512), linear")
+    parser.add_argument("--num-classes", type=number(int, 2, "num classes must be an integer >= 2"), default=1000
+                        if defaults.get("head", "paper") == "paper" else 10, help="classes of the last layer")
+    add_to_argparse(parser, Options, ["width", "image_size"], width=defaults.get("width", 1.0),
+                    image_size=defaults.get("image_size", 224))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,13 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     pr = sub.add_parser("profile", help="per-layer table, params and FLOPs of one configuration")
-    pr.add_argument("config", choices=list(CONFIGS))
-    pr.add_argument("--bn", action="store_true", help="batch norm after every conv")
-    pr.add_argument("--kernels", choices=KERNEL_PLANS, default="3x3")
-    pr.add_argument("--head", choices=list(HEADS), default="paper")
-    pr.add_argument("--width", type=_positive(float, "width must be > 0"), default=1.0)
-    pr.add_argument("--image-size", type=_positive(int, "a multiple of 32"), default=224)
-    pr.add_argument("--num-classes", type=_positive(int, "at least 2"), default=1000)
+    _add_model_flags(pr)
     pr.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     pr.set_defaults(func=cmd_profile)
 
@@ -162,12 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     da = sub.add_parser("data", help="datasets: decode once into the cache").add_subparsers(dest="action", required=True)
     dp = da.add_parser("prepare", help="decode a dataset into the cache (again only if its source changed)")
     dp.add_argument("name", choices=sorted(DATASETS))
-    dp.add_argument("--data-dir", help="local copy (hub parquet layout, CIFAR pickles, tiny-imagenet-200/, "
-                                       "<class>/<image> folders) or a hub id owner/name[@revision]")
-    dp.add_argument("--cache-dir", help="where decoded datasets go (default $VGGBENCH_CACHE or ~/.cache/vggbench)")
-    dp.add_argument("--skip-bad", action="store_true", help="skip undecodable images (counted) instead of failing")
-    dp.add_argument("--image-size", type=_positive(int, "image size must be >= 1"),
-                    help="decode to this size (default: the dataset's own, e.g. 32 for CIFAR)")
+    add_to_argparse(dp, Options, ["data_dir", "cache_dir", "skip_bad", "image_size"])
     dp.set_defaults(func=cmd_data_prepare)
 
     be = sub.add_parser("bench", help="benchmarks: the input pipeline, model throughput").add_subparsers(
@@ -175,44 +167,37 @@ def build_parser() -> argparse.ArgumentParser:
     for name, helptext in (("pipeline", "one epoch three ways: vggbench vs typical DataLoader+PIL vs ceiling"),
                            ("throughput", "training/inference images/s and fraction of the matmul ceiling")):
         b = be.add_parser(name, help=helptext)
-        b.add_argument("config", nargs="?", default="A", choices=list(CONFIGS))
-        b.add_argument("--bn", action="store_true")
-        b.add_argument("--kernels", choices=KERNEL_PLANS, default="3x3")
-        b.add_argument("--head", choices=list(HEADS), default="linear")
-        b.add_argument("--width", type=_positive(float, "width must be > 0"), default=0.25 if name == "pipeline" else 1.0)
-        b.add_argument("--image-size", type=_positive(int, "a multiple of 32"), default=32)
-        b.add_argument("--num-classes", type=_positive(int, "at least 2"), default=10)
-        b.add_argument("--batch-size", type=_positive(int, "at least 1"), default=128)
-        b.add_argument("--device", default="auto")
+        _add_model_flags(b, config="A", head="linear", image_size=32, width=0.25 if name == "pipeline" else 1.0)
+        add_to_argparse(b, Options, ["batch_size", "device"], batch_size=128)
         if name == "pipeline":
-            b.add_argument("--dataset", default="cifar10")
-            b.add_argument("--data-dir")
-            b.add_argument("--cache-dir")
-            b.add_argument("--train-subset", type=_positive(int, "at least 1"))
-            b.add_argument("--workers", type=int, default=2, help="DataLoader workers of the typical loop")
-            b.add_argument("--out", default="results/pipeline.csv")
-            b.add_argument("--repeats", type=_positive(int, "at least 1"), default=3,
+            add_to_argparse(b, Options, ["dataset", "data_dir", "cache_dir", "train_subset"], dataset="cifar10")
+            add_to_argparse(b, Outputs, ["results_dir"])
+            b.add_argument("--workers", type=number(int, 0, "workers must be an integer >= 0"), default=2,
+                           help="DataLoader workers of the typical loop")
+            b.add_argument("--repeats", type=number(int, 1, "repeats must be an integer >= 1"), default=3,
                            help="epochs per variant, alternating; the median is reported")
             b.set_defaults(func=cmd_bench_pipeline)
         else:
-            b.add_argument("--amp", choices=("auto", "off", "bf16"), default="auto")
-            b.add_argument("--no-channels-last", action="store_true")
-            b.add_argument("--compile", action="store_true", help="torch.compile (compile time reported apart)")
-            b.add_argument("--repeats", type=_positive(int, "at least 1"), default=10)
-            b.add_argument("--json", action="store_true")
+            b.add_argument("--amp", choices=("auto", "off", "bf16"), default="auto",
+                           help="auto: bf16 autocast on CUDA, off on CPU")
+            b.add_argument("--no-channels-last", action="store_true", help="NCHW instead of channels-last memory")
+            add_to_argparse(b, Options, ["compile"])
+            b.add_argument("--repeats", type=number(int, 1, "repeats must be an integer >= 1"), default=10,
+                           help="timed repeats; the median is reported with min and max")
+            b.add_argument("--json", action="store_true", help="one JSON object instead of the summary")
             b.set_defaults(func=cmd_bench_throughput)
 
     co = sub.add_parser("collect", help="aggregate the run records into results/<ablation>.csv (e.g. after "
                                         "`pytest ablations --launcher slurm --no-wait`)")
-    co.add_argument("--results-dir", default="results", help="where the run records are (default results/)")
+    add_to_argparse(co, Outputs, ["results_dir"])
     co.add_argument("--ablation", action="append", choices=sorted(ABLATIONS),
                     help="only this ablation (repeatable; default: those of the last session)")
     co.set_defaults(func=cmd_collect)
 
     rp = sub.add_parser("report", help="build report.md and report.html from the run records")
-    rp.add_argument("--results-dir", default="results", help="where the run records are (default results/)")
+    add_to_argparse(rp, Outputs, ["results_dir"])
     rp.add_argument("--out", help="output folder (default <results-dir>/report)")
-    rp.add_argument("--data-dir", help="local copy of the dataset, for the sample images and feature maps")
+    add_to_argparse(rp, Options, ["data_dir"])
     rp.set_defaults(func=cmd_report)
     return p
 

@@ -32,6 +32,7 @@ from submitit.core.utils import JobPaths
 from submitit.helpers import Checkpointable, DelayedSubmission
 
 from .cells import Cell
+from .options import number, option
 from .run import run_cell
 
 LAUNCHERS = ("inprocess", "local", "debug", "slurm")
@@ -84,19 +85,34 @@ def apply_worker_settings(workerinput: dict) -> None:
 
 @dataclass(frozen=True)
 class LaunchOptions:
-    launcher: str = "local"
-    wait: bool = True
-    device: str = "auto"
-    partition: str | None = None
-    gpus_per_task: int = 1
-    cpus_per_task: int | None = None
-    mem_gb: float | None = None
-    time_min: int = 240
-    parallelism: int | None = None     # cells at once: the array's %N (Slurm), processes (local)
-    account: str | None = None
-    qos: str | None = None
-    constraint: str | None = None
-    setup: tuple[str, ...] = ()        # shell lines run before each Slurm job (module load ...)
+    """Where the cells run (see the module doc). Each field is a pytest option (vggbench.options)."""
+    launcher: str = option("run cells in this process (default), or as submitit jobs: local (a process per cell), "
+                           "debug (submitit in this process), slurm (a job array)", "inprocess", choices=LAUNCHERS,
+                           pytest_only=True)
+    no_wait: bool = option("with --launcher local|slurm: submit and return; `vggbench collect` aggregates later",
+                           False, flag=True, pytest_only=True)
+    slurm_partition: str | None = option("Slurm partition", pytest_only=True)
+    slurm_gpus_per_task: int = option("GPUs per cell (default 1; 0 for CPU nodes)", 1,
+                                      number(int, 0, "GPUs per task must be an integer >= 0"), pytest_only=True)
+    slurm_cpus_per_task: int | None = option("CPUs per cell", None, number(int, 1, "CPUs per task must be an integer >= 1"),
+                                             pytest_only=True)
+    slurm_mem_gb: float | None = option("memory per cell in GB", None,
+                                        number(float, 0, "memory must be a number of GB > 0", above=True), pytest_only=True)
+    slurm_time: int = option("time limit of one job in minutes (default 240); a cell that needs longer is requeued "
+                             "and resumes from its checkpoint", 240,
+                             number(int, 1, "time must be an integer number of minutes >= 1"), pytest_only=True)
+    slurm_parallelism: int | None = option("at most N cells at once (the array's %%N; processes for --launcher local)",
+                                           None, number(int, 1, "parallelism must be an integer >= 1"), pytest_only=True)
+    slurm_account: str | None = option("Slurm account", pytest_only=True)
+    slurm_qos: str | None = option("Slurm quality of service", pytest_only=True)
+    slurm_constraint: str | None = option("Slurm node constraint (e.g. a100)", pytest_only=True)
+    slurm_setup: tuple[str, ...] = option("a shell line run before each job (module load ..., source "
+                                          "venv/bin/activate); repeatable", (), many=True, pytest_only=True)
+    device: str = "auto"  # the run's --device (an Options field), set by the caller
+
+    @property
+    def wait(self) -> bool:
+        return not self.no_wait
 
 
 def outcome(record: dict) -> dict:
@@ -137,16 +153,16 @@ def make_executor(opts: LaunchOptions, results_dir: str | os.PathLike, gpu: str 
     if opts.launcher == "local":
         ex = submitit.LocalExecutor(folder, max_num_timeout=MAX_REQUEUES)
         gpus = {"gpus_per_node": 1, "visible_gpus": (int(gpu),)} if gpu is not None and gpu.isdigit() else {}
-        ex.update_parameters(timeout_min=opts.time_min, **gpus)
+        ex.update_parameters(timeout_min=opts.slurm_time, **gpus)
         return ex
     if opts.launcher != "slurm":
         raise ValueError(f"unknown launcher {opts.launcher!r}: choose one of {', '.join(LAUNCHERS)}")
     ex = submitit.AutoExecutor(folder, cluster="slurm", slurm_max_num_timeout=MAX_REQUEUES)
-    given = {"partition": opts.partition, "gpus_per_task": opts.gpus_per_task or None,
-             "cpus_per_task": opts.cpus_per_task, "account": opts.account, "qos": opts.qos,
-             "constraint": opts.constraint, "setup": list(opts.setup) or None,
-             "array_parallelism": opts.parallelism}
-    ex.update_parameters(name="vggbench", timeout_min=opts.time_min, mem_gb=opts.mem_gb, tasks_per_node=1,
+    given = {"partition": opts.slurm_partition, "gpus_per_task": opts.slurm_gpus_per_task or None,
+             "cpus_per_task": opts.slurm_cpus_per_task, "account": opts.slurm_account, "qos": opts.slurm_qos,
+             "constraint": opts.slurm_constraint, "setup": list(opts.slurm_setup) or None,
+             "array_parallelism": opts.slurm_parallelism}
+    ex.update_parameters(name="vggbench", timeout_min=opts.slurm_time, mem_gb=opts.slurm_mem_gb, tasks_per_node=1,
                          slurm_signal_delay_s=120, slurm_additional_parameters={"requeue": True},
                          **{f"slurm_{k}": v for k, v in given.items() if v is not None})
     return ex
@@ -190,7 +206,7 @@ def launch(cells: list[Cell], results_dir: str | os.PathLike, opts: LaunchOption
     if not opts.wait:
         parallel = len(todo)
     elif opts.launcher == "local":
-        parallel = opts.parallelism or max(1, len(gpus))  # on CPU one cell at a time: each uses every core
+        parallel = opts.slurm_parallelism or max(1, len(gpus))  # on CPU one cell at a time: each uses every core
     else:
         parallel = 1 if opts.launcher == "debug" else len(todo)
     poll_s = poll_s if poll_s is not None else {"slurm": 30.0, "local": 0.5}.get(opts.launcher, 0.0)

@@ -1,45 +1,136 @@
-"""The user's options of a run: what they chose on the command line, over a profile's baseline."""
+"""The user's options, declared once.
+
+Each option is one field of `Options` (a run over a profile's baseline) or of `launch.LaunchOptions`
+(where the cells run), declared with `option(...)`: its help, how its text is read and checked.
+That one declaration gives the pytest option (`add_to_pytest`), the `vggbench` CLI flag of the same
+name (`add_to_argparse`), and the value in the dataclass (`from_namespace`). Adding an option is
+adding one field; `cells.cells_for` is the one place that applies them to a profile.
+
+A field named `batch_size` is the flag `--batch-size`; `None` means "the profile's value".
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import argparse
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Callable
 
-from .data import load_data
-from .profiles import PROFILES, Profile
+from .data import DATASETS
+from .profiles import PROFILES
+
+# Beyond these a run is a typo, not an experiment (a width-16 VGG-E has ~5e10 parameters).
+MAX_WIDTH = 16.0
+MAX_LR = 10.0
+
+
+def number(kind: type, low: float, what: str, high: float | None = None, above: bool = False) -> Callable[[str], float]:
+    """A parser of one number: `kind` (int or float), finite, >= low (> low if `above`), <= high.
+    Its error is one line that says what is allowed."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}; {what}")
+        if (not math.isfinite(value) or value < low or (above and value == low)
+                or (high is not None and value > high)):
+            raise argparse.ArgumentTypeError(f"{text!r} is out of range; {what}")
+        return value
+    parse.__name__ = what.split()[0]  # argparse names the option's type by it in its messages
+    return parse
+
+
+def option(help: str, default=None, parse: Callable | None = None, choices=None, flag: bool = False,
+           many: bool = False, pytest_only: bool = False):
+    """A dataclass field that is also a command-line option.
+    flag: a switch (store_true); many: repeatable (a tuple of values); pytest_only: no CLI flag."""
+    meta = {"help": help, "parse": parse, "choices": choices, "flag": flag, "many": many, "pytest_only": pytest_only}
+    return field(default=default, metadata={"option": meta})
+
+
+def _argparse_kwargs(f: dataclasses.Field, default=dataclasses.MISSING) -> dict:
+    meta = f.metadata["option"]
+    default = f.default if default is dataclasses.MISSING else default
+    if meta["flag"]:
+        return {"action": "store_true", "default": default, "help": meta["help"]}
+    kw = {"default": list(default) if meta["many"] else default, "help": meta["help"]}
+    if meta["many"]:
+        kw["action"] = "append"
+    if meta["parse"] is not None:
+        kw["type"] = meta["parse"]
+    if meta["choices"] is not None:
+        kw["choices"] = meta["choices"]
+    return kw
+
+
+def declared(cls) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if "option" in f.metadata]
+
+
+def flag_of(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_to_pytest(group, cls) -> None:
+    """Every option of `cls` as a pytest option (`group` from parser.getgroup)."""
+    for f in declared(cls):
+        group.addoption(flag_of(f.name), dest=f.name, **_argparse_kwargs(f))
+
+
+def add_to_argparse(parser: argparse.ArgumentParser, cls, names: list[str] | None = None, **defaults) -> None:
+    """The options of `cls` named in `names` (default: all that are not pytest-only) as CLI flags;
+    `defaults` overrides a default for this command (e.g. a benchmark's width)."""
+    for f in declared(cls):
+        if (names is None and f.metadata["option"]["pytest_only"]) or (names is not None and f.name not in names):
+            continue
+        parser.add_argument(flag_of(f.name), dest=f.name, **_argparse_kwargs(f, defaults.get(f.name, dataclasses.MISSING)))
+
+
+def from_namespace(cls, namespace):
+    """The dataclass of the options found in a parsed namespace (argparse or pytest's config.option)."""
+    values = {}
+    for f in declared(cls):
+        if hasattr(namespace, f.name):
+            value = getattr(namespace, f.name)
+            values[f.name] = tuple(value or ()) if f.metadata["option"]["many"] else value
+    return cls(**values)
 
 
 @dataclass(frozen=True)
 class Options:
-    """What the user chose on the command line; None means "the profile's value"."""
-    profile: str = "smoke"
-    seeds: int = 1
-    device: str = "auto"
-    epochs: int | None = None
-    width: float | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    image_size: int | None = None
-    train_subset: int | None = None
-    test_subset: int | None = None
-    data_dir: str | None = None
-    cache_dir: str | None = None
-    skip_bad: bool = False
-    compile: bool = False
-    dataset: str | None = None
-
-    def baseline(self) -> Profile:
-        p = PROFILES[self.profile]
-        data = p.data.replace(**{k: v for k, v in dict(
-            dataset=self.dataset, image_size=self.image_size, train_subset=self.train_subset,
-            test_subset=self.test_subset, data_dir=self.data_dir, cache_dir=self.cache_dir).items() if v is not None},
-            skip_bad=self.skip_bad)
-        model = p.model.replace(**_given(width=self.width, image_size=self.image_size))
-        if data.dataset != p.data.dataset:
-            # Another dataset than the profile's (e.g. --dataset imagefolder --data-dir flowers/):
-            # the class count comes from the data itself (decoded once, cached).
-            model = model.replace(num_classes=load_data(data).num_classes)
-        train_ = p.train.replace(**_given(epochs=self.epochs, batch_size=self.batch_size), compile=self.compile)
-        return p.replace(data=data, model=model, train=train_)
+    """What the user chose for a run of ablation cells; None means "the profile's value"."""
+    profile: str = option("baseline settings (default smoke)", "smoke", choices=sorted(PROFILES), pytest_only=True)
+    seeds: int = option("repeat every cell with seeds 0..N-1 (default 1)", 1,
+                        number(int, 1, "seeds must be an integer >= 1"), pytest_only=True)
+    device: str = option("auto (cuda if available), cpu, cuda, cuda:1 ...", "auto")
+    epochs: int | None = option("override the profile's epochs", None, number(int, 1, "epochs must be an integer >= 1"),
+                                pytest_only=True)
+    width: float | None = option("width multiplier on every layer (overrides the profile's)", None,
+                                 number(float, 0, f"width must be a number > 0 and <= {MAX_WIDTH:g}", MAX_WIDTH, above=True))
+    batch_size: int | None = option("batch size (overrides the profile's)", None,
+                                    number(int, 1, "batch size must be an integer >= 1"))
+    lr: float | None = option("learning rate of every cell (overrides each optimizer's default)", None,
+                              number(float, 0, f"lr must be a number > 0 and <= {MAX_LR:g}", MAX_LR, above=True),
+                              pytest_only=True)
+    image_size: int | None = option("image size in pixels: a multiple of 32 (overrides the profile's)", None,
+                                    number(int, 32, "image size must be an integer >= 32, a multiple of 32"))
+    train_subset: int | None = option("train on a stratified subset of N images", None,
+                                      number(int, 1, "train subset must be an integer >= 1"))
+    test_subset: int | None = option("test on a stratified subset of N images", None,
+                                     number(int, 1, "test subset must be an integer >= 1"), pytest_only=True)
+    dataset: str | None = option(f"another dataset than the profile's: {', '.join(sorted(DATASETS))} "
+                                 "(classes are taken from the data)")
+    data_dir: str | None = option("local copy of the dataset (hub parquet layout, pickles, image folder) "
+                                  "or a hub id owner/name[@revision]")
+    cache_dir: str | None = option("where decoded datasets are cached (default $VGGBENCH_CACHE or ~/.cache/vggbench)")
+    skip_bad: bool = option("skip undecodable images (counted) instead of failing", False, flag=True)
+    compile: bool = option("torch.compile every model (slow to start; for long runs)", False, flag=True)
 
 
-def _given(**kw) -> dict:
-    return {k: v for k, v in kw.items() if v is not None}
+@dataclass(frozen=True)
+class Outputs:
+    """Where a session's records and tables go, and what it does with them."""
+    results_dir: str = option("where records and tables go (default results/)", "results")
+    rerun: bool = option("recompute cells that already have a record", False, flag=True, pytest_only=True)
+    report: bool = option("build the report (as `vggbench report`) into <results-dir>/report at session end",
+                          False, flag=True, pytest_only=True)
