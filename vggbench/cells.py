@@ -58,22 +58,25 @@ class Cell:
 
 
 def baseline(options: Options) -> Profile:
-    """The profile with the user's options applied (raises ValueError on a bad combination)."""
+    """The profile with the user's options applied (raises ValueError on a bad combination).
+
+    An option given (not None, a switch that is on) replaces the field of the same name in the
+    data, model and training specs that have one (`--image-size` sets both the data's and the
+    model's): a new option that names a spec field needs no code here."""
     p = PROFILES[options.profile]
-    data = p.data.replace(**_given(dataset=options.dataset, image_size=options.image_size,
-                                   train_subset=options.train_subset, test_subset=options.test_subset,
-                                   data_dir=options.data_dir, cache_dir=options.cache_dir), skip_bad=options.skip_bad)
-    model = p.model.replace(**_given(width=options.width, image_size=options.image_size))
+    given = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)
+             if getattr(options, f.name) not in (None, False)}
+
+    def apply(spec):
+        names = {f.name for f in dataclasses.fields(spec)}
+        return spec.replace(**{k: v for k, v in given.items() if k in names})
+
+    data, model, train_ = apply(p.data), apply(p.model), apply(p.train)
     if data.dataset != p.data.dataset:
         # Another dataset than the profile's (e.g. --dataset imagefolder --data-dir flowers/):
         # the class count comes from the data itself (decoded once, cached).
         model = model.replace(num_classes=load_data(data).num_classes)
-    train_ = p.train.replace(**_given(epochs=options.epochs, batch_size=options.batch_size), compile=options.compile)
     return p.replace(data=data, model=model, train=train_)
-
-
-def _given(**kw) -> dict:
-    return {k: v for k, v in kw.items() if v is not None}
 
 
 def cells_for(ablation: Ablation | str, options: Options) -> list[Cell]:
@@ -84,9 +87,7 @@ def cells_for(ablation: Ablation | str, options: Options) -> list[Cell]:
     for case in ablation.cases:
         model = base.model.replace(**case.model)
         train_ = base.train.replace(**case.train)
-        if options.lr is not None:
-            train_ = train_.replace(lr=options.lr)
-        elif train_.lr is None:
+        if train_.lr is None:
             train_ = train_.replace(lr=train_.learning_rate)  # record the number, not "default"
         for seed in range(options.seeds):
             out.append(Cell(ablation.name, case.id, model, train_, base.data, seed, options.device,
