@@ -124,8 +124,6 @@ class Options:
                                   "or a hub id owner/name[@revision]")
     cache_dir: str | None = option("where decoded datasets are cached (default $VGGBENCH_CACHE or ~/.cache/vggbench)")
     skip_bad: bool = option("skip undecodable images (counted) instead of failing", False, flag=True)
-    weight_decay: float | None = option("L2 multiplier (overrides the profile's)", None,
-                                        number(float, 0, "weight decay must be a number >= 0 and <= 1", 1.0))
     compile: bool = option("torch.compile every model (slow to start; for long runs)", False, flag=True)
 
 
