@@ -34,6 +34,9 @@ memory-mapped (torch.from_file), so a cache need not fit in RAM (ImageNet at 224
 An entry is built in a temporary directory and renamed into place (os.replace) under a file lock:
 never half-written, decoded once by concurrent workers. cache_dir defaults to $VGGBENCH_CACHE,
 else ~/.cache/vggbench.
+
+Long because every layout above ends in the same Listing and the same cache entry: each reader is a
+short function, and reading one layout means reading the decoding and the cache beside it.
 """
 from __future__ import annotations
 
