@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from vggbench import launch, records, tables
+from vggbench import launch, notices, records, tables
 from vggbench.cells import baseline, cells_for
+from vggbench.data import load_data
 from vggbench.faults import injected
 from vggbench.options import Options, Outputs, add_to_pytest, from_namespace
 from vggbench.run import finished_record, run_cell
@@ -31,11 +32,17 @@ _SEEN_KEY = pytest.StashKey[set]()
 _LAUNCH_KEY = pytest.StashKey[launch.Launched]()
 _SESSION_KEY = pytest.StashKey[pytest.Session]()
 _FIRST_ERRORS_KEY = pytest.StashKey[list]()
+_NOTICES_KEY = pytest.StashKey[list]()
 
 
 def pytest_addoption(parser):
     add_to_pytest(parser.getgroup("vggbench", "vggbench ablations"), Options)
     add_to_pytest(parser.getgroup("vggbench", "vggbench ablations"), Outputs)
+    # Which cells of the collected ablations run: a selection, not a run option (not in Options).
+    parser.getgroup("vggbench").addoption(
+        "--case", action="append", default=[], metavar="ID",
+        help="run only the cells of this case, matched exactly (A, D-adam; depth:A for one ablation's), unlike -k's "
+             "substring match; repeatable")
     add_to_pytest(parser.getgroup("vggbench-launch", "vggbench scale-out (see README: Scale-out and resume)"),
                   launch.LaunchOptions)
 
@@ -53,11 +60,17 @@ def pytest_configure(config):
         launch.apply_worker_settings(config.workerinput)  # its GPU: before anything initialises CUDA
     config.stash[_SEEN_KEY] = set()
     config.stash[_FIRST_ERRORS_KEY] = []
+    config.stash[_NOTICES_KEY] = []
     try:
         opts = options(config)
-        if opts.width is not None or opts.image_size is not None:
-            baseline(opts)  # validates width / image size once, before any collection
+        base = baseline(opts)  # validates width / image size once, before any collection
         _check_input(config, opts)
+        _check_cases(config.getoption("case", None) or [])
+        if base.data.dataset != "synthetic" or opts.train_subset or opts.test_subset:
+            # Bad data (an empty folder, undecodable images, labels outside the classes, a subset
+            # larger than the data ...) is one usage error here, not one per ablation module.
+            # Memoised: the collection's cells_for reuses it. The embedded synthetic set cannot fail.
+            load_data(base.data)
     except ValueError as err:
         raise pytest.UsageError(str(err)) from None
 
@@ -66,10 +79,11 @@ def _check_input(config, opts: Options) -> None:
     """Bad input that would otherwise surface in every cell: one usage error now, nothing written."""
     from vggbench.data import DATASETS
     from vggbench.measure import resolve_device
-    from vggbench.data.sources import HUB_ID
+    from vggbench.data.sources import HUB_ID, cache_root
 
     o = config.option
     tables.check_results_dir(o.results_dir)
+    cache_root(opts.cache_dir)
     if opts.dataset is not None and opts.dataset not in DATASETS:
         raise ValueError(f"unknown dataset {opts.dataset!r}: choose one of {', '.join(sorted(DATASETS))}")
     try:
@@ -86,6 +100,33 @@ def _check_input(config, opts: Options) -> None:
         raise ValueError("--no-wait needs --launcher local or --launcher slurm")
     if o.launcher == "slurm" and shutil.which("srun") is None:
         raise ValueError("--launcher slurm: no `srun` here; run from a Slurm login node, or use --launcher local")
+
+
+def _case_matches(cell, wanted: list[str]) -> bool:
+    return any(w in (cell.case, f"{cell.ablation}:{cell.case}") for w in wanted)
+
+
+def _check_cases(wanted: list[str]) -> None:
+    known = {c.id for a in ABLATIONS.values() for c in a.cases} | {
+        f"{a.name}:{c.id}" for a in ABLATIONS.values() for c in a.cases}
+    unknown = [w for w in wanted if w not in known]
+    if unknown:
+        raise ValueError(f"--case {unknown[0]}: no such case; cases are "
+                         + "; ".join(f"{a.name}: {' '.join(c.id for c in a.cases)}" for a in ABLATIONS.values()))
+
+
+def pytest_collection_modifyitems(config, items):
+    """--case ID: keep only the cells of those cases (exact, unlike -k's substring match)."""
+    wanted = config.getoption("case", None)
+    if not wanted:
+        return
+    keep, drop = [], []
+    for item in items:
+        cell = _cell_of(item)
+        (drop if cell is not None and not _case_matches(cell, wanted) else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -122,10 +163,14 @@ def measured(cell, request, record_property):
     record_property("ablation", cell.ablation)
     record_property("cell_id", cell.id)
     launched = cfg.stash.get(_LAUNCH_KEY, None)
-    if launched is not None and cell.id in launched.submitted:
-        record = _launched_record(launched, cell, cfg.option.results_dir)
-    else:
-        record = run_cell(cell, cfg.option.results_dir, rerun=cfg.option.rerun)
+    with notices.collecting() as said:  # recovery made visible: printed in the session summary
+        try:
+            if launched is not None and cell.id in launched.submitted:
+                record = _launched_record(launched, cell, cfg.option.results_dir)
+            else:
+                record = run_cell(cell, cfg.option.results_dir, rerun=cfg.option.rerun)
+        finally:
+            record_property("notices", list(said))
     record_property("status", record["status"])
     record_property("reused", record["reused"])
     if record["status"] == "error":
@@ -184,6 +229,8 @@ def pytest_runtest_logreport(report):
     props = dict(report.user_properties)
     if "ablation" in props:
         _config.stash[_SEEN_KEY].add(props["ablation"])
+    if report.when == "call" or (report.when == "setup" and report.failed):
+        _config.stash[_NOTICES_KEY].extend(props.get("notices", []))
     if report.when == "call" and "status" in props and not props["reused"] and not hasattr(_config, "workerinput"):
         _fail_fast(props.get("error"))
 
@@ -224,7 +271,20 @@ def aggregate(config) -> dict:
 def pytest_sessionfinish(session):
     if hasattr(session.config, "workerinput"):
         return  # an xdist worker: the controller aggregates
-    session.config.stash[_TABLES_KEY] = aggregate(session.config)
+    config = session.config
+    with notices.collecting() as said:
+        try:
+            config.stash[_TABLES_KEY] = aggregate(config)
+        except OSError as err:  # a full disk: the cells' own errors stand; one line, a normal summary
+            said.append(f"tables not written ({type(err).__name__}: {err}); when there is room: "
+                        f"vggbench collect --results-dir {config.option.results_dir}")
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if config.stash[_SEEN_KEY]:
+            older = records.older_identity(config.option.results_dir)
+            if older:
+                said.append(f"{older} records of an older identity in {records.runs_dir(config.option.results_dir)}/ "
+                            "were not used (written before cell ids covered the data's content; see README)")
+    config.stash[_NOTICES_KEY].extend(said)
     if session.config.option.report:
         session.config.stash[_REPORT_KEY] = _build_report(session)
 
@@ -242,6 +302,8 @@ def _build_report(session) -> str:
 
 
 def pytest_terminal_summary(terminalreporter, config):
+    for line in config.stash.get(_NOTICES_KEY, []):
+        terminalreporter.write_line(f"vggbench: {line}")
     tables = config.stash.get(_TABLES_KEY, {})
     if not tables:
         if _REPORT_KEY in config.stash:

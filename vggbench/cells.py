@@ -31,6 +31,9 @@ class Cell:
     device: str = "auto"
     bench: tuple[int, int, int] = field(default=(32, 1, 3), compare=False)  # batch, warm-up, repeats
     cpu_threads: int | None = None  # torch threads for a CPU cell (None: the process's)
+    # Provenance, outside the hash: the profile and the options the user gave (records.provenance).
+    profile: str = field(default="", compare=False)
+    overrides: tuple[tuple[str, object], ...] = field(default=(), compare=False)
 
     @property
     def device_kind(self) -> str:
@@ -83,6 +86,10 @@ def cells_for(ablation: Ablation | str, options: Options) -> list[Cell]:
     """The one place where (profile, options) become cells: every case x seed, learning rate settled."""
     ablation = ABLATIONS[ablation] if isinstance(ablation, str) else ablation
     base = baseline(options)
+    # The id covers the data's content: load it (memoised, memory-mapped; decoded once into the cache).
+    data = base.data.replace(fingerprint=load_data(base.data).fingerprint)
+    given = tuple((f.name, getattr(options, f.name)) for f in dataclasses.fields(options)
+                  if f.name != "profile" and getattr(options, f.name) != f.default)
     out = []
     for case in ablation.cases:
         model = base.model.replace(**case.model)
@@ -90,6 +97,7 @@ def cells_for(ablation: Ablation | str, options: Options) -> list[Cell]:
         if train_.lr is None:
             train_ = train_.replace(lr=train_.learning_rate)  # record the number, not "default"
         for seed in range(options.seeds):
-            out.append(Cell(ablation.name, case.id, model, train_, base.data, seed, options.device,
-                            (base.bench_batch, base.bench_warmup, base.bench_repeats), base.cpu_threads))
+            out.append(Cell(ablation.name, case.id, model, train_, data, seed, options.device,
+                            (base.bench_batch, base.bench_warmup, base.bench_repeats), base.cpu_threads,
+                            options.profile, given))
     return out

@@ -13,14 +13,23 @@ import sys
 from pathlib import Path
 
 from .grid import ABLATIONS
-from .models import CONFIGS, HEADS, KERNEL_PLANS, ModelSpec, SpecError, build_model
+from .models import CONFIGS, HEADS, KERNEL_PLANS, ModelSpec, SpecError, analytic_macs, analytic_params, build_model
 from .options import Options, Outputs, add_to_argparse, number
+
+
+PROFILE_MAX_BYTES = 4 << 30  # `vggbench profile` builds the model (float32 weights) only up to this size
 
 
 def cmd_profile(args) -> int:
     from .measure import count_flops, count_params, layer_table
 
     spec = _model_spec(args)
+    params = analytic_params(spec)
+    if 4 * params > PROFILE_MAX_BYTES:
+        raise ValueError(f"{spec.name} at {spec.image_size}px has {params:,} parameters "
+                         f"({analytic_macs(spec)['total'] / 1e9:,.1f} GMACs): building it would need "
+                         f"{4 * params / 2**30:,.1f} GiB of float32 weights, more than the "
+                         f"{PROFILE_MAX_BYTES >> 30} GiB `vggbench profile` builds; give a smaller --width or --image-size")
     model = build_model(spec)
     counts, flops = count_params(model), count_flops(model)
     summary = {"model": spec.name, "config": spec.config, "batch_norm": spec.batch_norm, "kernels": spec.kernels,
@@ -111,7 +120,14 @@ def cmd_bench_throughput(args) -> int:
 def cmd_collect(args) -> int:
     from .tables import collect
 
+    from .notices import notice
+    from .records import older_identity, runs_dir
+
     tables, sizes = collect(args.results_dir, args.ablation)
+    older = older_identity(args.results_dir)
+    if older:
+        notice(f"{older} records of an older identity in {runs_dir(args.results_dir)}/ were not used (written "
+               "before cell ids covered the data's content; see README)")
     for name, df in tables.items():
         counts = df["status"].value_counts()
         statuses = ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"

@@ -39,6 +39,7 @@ DEPTHS = {"A": 11, "A-LRN": 11, "B": 13, "C": 16, "D": 16, "E": 19}
 KERNEL_PLANS = ("3x3", "large")
 INITS = ("paper", "xavier", "kaiming")
 HEADS = {"paper": 4096, "compact": 512, "linear": 0}
+MAX_WIDTH = 16.0  # beyond it a width is a typo, not an experiment (a width-16 VGG-E has ~5e10 parameters)
 # AlexNet's local response normalisation, used by A-LRN after its first convolution.
 LRN = dict(size=5, alpha=1e-4, beta=0.75, k=2.0)
 
@@ -65,8 +66,9 @@ class ModelSpec:
         for field, allowed in (("kernels", KERNEL_PLANS), ("init", INITS), ("head", tuple(HEADS))):
             if getattr(self, field) not in allowed:
                 raise SpecError(f"unknown {field} {getattr(self, field)!r}: choose one of {', '.join(allowed)}")
-        if not (self.width > 0 and min(channels(w, self.width) for w in WIDTHS) >= 1):
-            raise SpecError(f"width {self.width} must be > 0 and leave at least 1 channel per layer")
+        if not (0 < self.width <= MAX_WIDTH and min(channels(w, self.width) for w in WIDTHS) >= 1):
+            raise SpecError(f"width {self.width} must be a number > 0 and at most {MAX_WIDTH}, and leave at least "
+                            "1 channel per layer")
         if self.num_classes < 2:
             raise SpecError(f"num_classes {self.num_classes} must be at least 2")
         if self.image_size < 32 or self.image_size % 32:
@@ -188,10 +190,26 @@ def analytic_macs(spec: ModelSpec) -> dict[str, int]:
     return {"conv": conv, "linear": linear, "total": conv + linear}
 
 
+def analytic_params(spec: ModelSpec) -> int:
+    """Parameters (weights, biases, BN scales and shifts) from the spec alone, without building it."""
+    in_ch, size, n = 3, spec.image_size, 0
+    for out_ch, kernels in block_plan(spec):
+        for k in kernels:
+            n += k * k * in_ch * out_ch + out_ch + (2 * out_ch if spec.batch_norm else 0)
+            in_ch = out_ch
+        size //= 2
+    dims = [in_ch * size * size]
+    if HEADS[spec.head]:
+        dims += [channels(HEADS[spec.head], spec.width)] * 2
+    dims.append(spec.num_classes)
+    return n + sum(a * b + b for a, b in zip(dims, dims[1:]))
+
+
 def weight_layers(spec: ModelSpec) -> int:
     """Number of conv + linear layers (the paper's depth)."""
     return sum(len(k) for _, k in block_plan(spec)) + (3 if HEADS[spec.head] else 1)
 
 
-__all__ = ["CONFIGS", "DEPTHS", "ModelSpec", "SpecError", "VGG", "analytic_macs", "build_model",
+__all__ = ["CONFIGS", "DEPTHS", "MAX_WIDTH", "ModelSpec", "SpecError", "VGG", "analytic_macs", "analytic_params",
+           "build_model",
            "block_plan", "init_weights", "weight_layers"]

@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .data import DATASETS
+from .models import MAX_WIDTH
 from .profiles import PROFILES
 
-# Beyond these a run is a typo, not an experiment (a width-16 VGG-E has ~5e10 parameters).
-MAX_WIDTH = 16.0
-MAX_LR = 10.0
+MAX_LR = 10.0  # beyond it a learning rate is a typo, not an experiment
 
 
 def number(kind: type, low: float, what: str, high: float | None = None, above: bool = False) -> Callable[[str], float]:

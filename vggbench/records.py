@@ -2,18 +2,31 @@
 complete configuration; tables aggregated from them with pandas.
 
 Every write is atomic (temporary file in the same folder, fsync, rename), so a reader sees either
-the old file or the new one, never half of one. Each record carries a SHA-256 checksum of its
-content; a record that fails it is set aside (renamed *.corrupt) and its cell runs again.
+the old file or the new one, never half of one; files are created readable as the umask allows
+(like any file the user writes), not 0600. Each record carries a SHA-256 checksum of its content;
+a record that fails it is set aside when its cell is about to run (renamed
+<cell>.json.<time>-<random>.corrupt, one line says so) and the cell runs again. Reading commands
+(report, collect) only skip it, with one line, and rename nothing.
+
+A record's "provenance" (outside the hash) says how it was made: the profile, the options the user
+gave, the data source, whether it resumed, attempts and wall time over all attempts, the package
+version and commit. Read it with `provenance(record)`.
+
+Cell locks live in <results>/.locks/ (one <cell>.lock per cell that ran), out of runs/.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import secrets
 import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
+
+from .notices import notice
 
 
 def canonical(obj) -> str:
@@ -34,6 +47,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600: colleagues on a shared file system read results
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -44,6 +58,22 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def set_aside(path: str | os.PathLike, what: str) -> Path:
+    """Rename a damaged file to a name of its own (<name>.<time>-<random>.corrupt: a later damaged
+    copy never overwrites it) and say so in one line."""
+    path = Path(path)
+    aside = path.with_name(f"{path.name}.{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}.corrupt")
+    os.replace(path, aside)
+    notice(f"{path} is corrupt (checksum fails): set aside as {aside.name}; {what}")
+    return aside
+
+
 def write_record(path: str | os.PathLike, record: dict) -> dict:
     record = {k: v for k, v in record.items() if k != "checksum"}
     record["checksum"] = digest(record)
@@ -51,9 +81,10 @@ def write_record(path: str | os.PathLike, record: dict) -> dict:
     return record
 
 
-def read_record(path: str | os.PathLike) -> dict | None:
-    """The record at path; None if absent. A corrupt one (bad JSON or checksum) is renamed
-    to *.corrupt and None is returned, so the cell is recomputed rather than trusted."""
+def read_record(path: str | os.PathLike, set_aside_corrupt: bool = False) -> dict | None:
+    """The record at path; None if absent or corrupt (bad JSON or checksum): never trusted. With
+    set_aside_corrupt (a cell about to run again) a corrupt one is set aside (`set_aside`); else it
+    is left in place and one line says it was skipped (reading commands rename nothing)."""
     path = Path(path)
     try:
         record = json.loads(path.read_text())
@@ -64,12 +95,38 @@ def read_record(path: str | os.PathLike) -> dict | None:
     except (OSError, ValueError):
         ok = False
     if not ok:
+        if not set_aside_corrupt:
+            notice(f"{path} is corrupt (checksum fails): skipped; running its cell again sets it aside")
+            return None
         try:
-            os.replace(path, path.with_name(path.name + ".corrupt"))
+            set_aside(path, "its cell runs again")
         except FileNotFoundError:
             pass
         return None
     return record
+
+
+def provenance(record: dict) -> dict:
+    """How a record was made (outside its hash): {"profile", "overrides" {option: value as given},
+    "data_source" {"dataset", "data_dir", "origin"}, "resumed", "resumed_from_epoch", "attempts",
+    "wall_s_total", "version", "commit"}. Records written before provenance existed give
+    {"profile": None, ...}: unknown, never guessed."""
+    keys = ("profile", "overrides", "data_source", "resumed", "resumed_from_epoch", "attempts", "wall_s_total",
+            "version", "commit")
+    given = record.get("provenance") or {}
+    return {k: given.get(k) for k in keys}
+
+
+def older_identity(results_dir: str | os.PathLike) -> int:
+    """How many records in runs/ were written before cell ids covered the data's content (no data
+    fingerprint in their config): their ids are never asked for again, so they are not used."""
+    n = 0
+    for p in runs_dir(results_dir).glob("*.json"):
+        try:
+            n += "fingerprint" not in json.loads(p.read_text())["config"]["data"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return n
 
 
 def runs_dir(results_dir: str | os.PathLike) -> Path:
@@ -78,6 +135,10 @@ def runs_dir(results_dir: str | os.PathLike) -> Path:
 
 def record_path(results_dir: str | os.PathLike, cell_id: str) -> Path:
     return runs_dir(results_dir) / f"{cell_id}.json"
+
+
+def lock_path(results_dir: str | os.PathLike, cell_id: str) -> Path:
+    return Path(results_dir) / ".locks" / f"{cell_id}.lock"
 
 
 def weights_path(results_dir: str | os.PathLike, cell_id: str) -> Path:

@@ -18,18 +18,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from filelock import FileLock
 
-from . import faults, records
+from . import __version__, faults, records
 from .cells import Cell
 from .checkpoint import Checkpoint
-from .data import load_data
+from .data import DataError, ImageData, load_data
 from .measure import (count_flops, count_params, device_name, is_oom, resolve_device,
                       throughput, utilisation, versions)
 from .models import ModelSpec, analytic_macs, build_model
-from .trainer import autocast_dtype, train
+from .notices import locked
+from .trainer import STATUSES, autocast_dtype, train
 
-STATUSES = ("ok", "diverged", "stalled")
 # Final weights are kept (results/weights/<cell>.pt) for models up to this size: the report draws
 # feature maps from them; full-width ImageNet VGGs (130M+ params) would fill a disk.
 SAVE_WEIGHTS_MAX_PARAMS = 20_000_000
@@ -69,6 +68,9 @@ def execute(cell: Cell, checkpoint: Checkpoint | None = None,
     if device.type == "cpu":
         torch.set_num_threads(cell.threads)
     data = load_data(cell.data)
+    if cell.data.fingerprint and data.fingerprint != cell.data.fingerprint:
+        raise DataError(f"the data of {cell.data.dataset} changed since this cell was made ({data.origin}): "
+                        "run the session again")
     if (data.num_classes, data.image_size) != (cell.model.num_classes, cell.model.image_size):
         raise ValueError(f"model expects {cell.model.num_classes} classes at {cell.model.image_size}px but "
                          f"{data.name} has {data.num_classes} at {data.image_size}px: fix --image-size/--profile")
@@ -79,6 +81,8 @@ def execute(cell: Cell, checkpoint: Checkpoint | None = None,
     thr = measure_throughput(cell, model, device, flops["gflops"])
     faults.install_hooks(model, hooks)
     result = train(model, data, spec, device, seed=cell.seed, checkpoint=checkpoint)
+    wall_s = time.perf_counter() - t0
+    earlier = checkpoint.earlier if checkpoint is not None else {"attempts": 0, "wall_s": 0.0, "epoch": 0}
     return {
         "cell_id": cell.id, "config": cell.config(), "ablation": cell.ablation, "case": cell.case,
         "status": result["status"], "lr": cell.train.learning_rate, "result": result,
@@ -86,13 +90,24 @@ def execute(cell: Cell, checkpoint: Checkpoint | None = None,
         **counts, **flops, "throughput": thr, "device": device_name(device), "versions": versions(),
         "dataset": {"name": data.name, "sizes": data.sizes(), "classes": len(data.classes), "source": data.source},
         "commit": git_commit(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "wall_s": time.perf_counter() - t0,
+        "wall_s": wall_s, "provenance": provenance(cell, data, earlier, wall_s),
     }, model
 
 
-def finished_record(cell: Cell, results_dir: str | os.PathLike) -> dict | None:
+def provenance(cell: Cell, data: ImageData | None, earlier: dict, wall_s: float | None) -> dict:
+    """How a record was made, outside its hash (records.provenance reads it)."""
+    return {"profile": cell.profile or None, "overrides": dict(cell.overrides),
+            "data_source": {"dataset": cell.data.dataset, "data_dir": cell.data.data_dir,
+                            "origin": data.origin if data is not None else None},
+            "resumed": earlier["attempts"] > 0, "resumed_from_epoch": earlier["epoch"] if earlier["attempts"] else None,
+            "attempts": earlier["attempts"] + 1,
+            "wall_s_total": earlier["wall_s"] + wall_s if wall_s is not None else None,
+            "version": __version__, "commit": git_commit()}
+
+
+def finished_record(cell: Cell, results_dir: str | os.PathLike, set_aside_corrupt: bool = False) -> dict | None:
     """The cell's valid record, unless it is an error record (those are run again, never reused)."""
-    record = records.read_record(records.record_path(results_dir, cell.id))
+    record = records.read_record(records.record_path(results_dir, cell.id), set_aside_corrupt)
     return record if record is not None and record.get("status") != "error" else None
 
 
@@ -103,26 +118,34 @@ def run_cell(cell: Cell, results_dir: str | os.PathLike, rerun: bool = False) ->
     Training resumes from the cell's last per-epoch checkpoint if an earlier run was killed. On
     out-of-memory the cell is retried at half the batch (recorded in "oom_retries"). Any other
     exception becomes an error record (status "error", with the traceback), which is returned,
-    not raised, so that a session goes on; it is never reused as a result."""
+    not raised, so that a session goes on; it is never reused as a result. If even the error record
+    cannot be written (a full disk), it is returned unwritten, its message saying so."""
     path = records.record_path(results_dir, cell.id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path.with_name(f".{path.stem}.lock"))):
+    lock = records.lock_path(results_dir, cell.id)
+    for folder in (path.parent, lock.parent):
+        folder.mkdir(parents=True, exist_ok=True)
+    with locked(lock, f"cell {cell.ablation}/{cell.case} (seed {cell.seed})"):
         if rerun:
             _remove_own_files(path, cell.id, records.weights_path(results_dir, cell.id), record=True)
         else:
-            record = finished_record(cell, results_dir)
+            record = finished_record(cell, results_dir, set_aside_corrupt=True)
             if record is not None:
                 return {**record, "reused": True}
         # Temporary files of this cell left by a killed writer: no one else writes them (the lock).
         _remove_own_files(path, cell.id, records.weights_path(results_dir, cell.id))
         try:
             record, model = _execute_retrying_oom(cell, path)
+            if record["params"] <= SAVE_WEIGHTS_MAX_PARAMS:
+                save_weights(model, records.weights_path(results_dir, cell.id))
+            record = records.write_record(path, record)
         except Exception as err:  # KeyboardInterrupt / SystemExit (a requeued job) pass: the checkpoint stays
-            record = records.write_record(path, error_record(cell, err))
+            record = error_record(cell, err)
+            try:
+                record = records.write_record(path, record)
+            except OSError as write_err:
+                record["error"]["message"] += f" (this error record is not written either: {write_err})"
+            _remove_own_files(path, cell.id, records.weights_path(results_dir, cell.id))
             return {**record, "reused": False}
-        if record["params"] <= SAVE_WEIGHTS_MAX_PARAMS:
-            save_weights(model, records.weights_path(results_dir, cell.id))
-        record = records.write_record(path, record)
         _remove_own_files(path, cell.id, checkpoints=True)  # the record is the result now
     return {**record, "reused": False}
 
@@ -177,6 +200,7 @@ def error_record(cell: Cell, err: BaseException) -> dict:
                   "traceback": "".join(traceback.format_exception(type(err), err, err.__traceback__))},
         "versions": versions(), "commit": git_commit(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "provenance": provenance(cell, None, {"attempts": 0, "wall_s": 0.0, "epoch": 0}, None),
     }
 
 

@@ -6,7 +6,8 @@ Guarantees (the mistakes it makes impossible):
   loss for the paper's "plateau");
 - val picks the best epoch; test is evaluated once, at the end, on held-out data;
 - a run that diverges (non-finite or exploding loss) or does not learn (train loss still at
-  chance, ln C) stops early and returns a status: "ok" | "diverged" | "stalled".
+  chance, ln C) stops early and returns a status: "ok" | "diverged" | "stalled"; a run that ends
+  before the stall window (fewer epochs than `stall_epochs`) cannot be judged: "unjudged".
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from .loader import DeviceLoader
 OPTIMIZERS = ("sgd", "adam", "adagrad")
 DEFAULT_LR = {"sgd": 0.02, "adam": 1e-3, "adagrad": 1e-2}
 SCHEDULES = ("none", "step", "cosine", "plateau")
+STATUSES = ("ok", "diverged", "stalled", "unjudged")
 DIVERGE_FACTOR = 10.0   # train loss above 10 x ln(C) (chance) counts as diverged
 STALL_TOLERANCE = 0.02  # train loss within 2% of ln(C) after `stall_epochs` counts as stalled
 
@@ -62,8 +64,8 @@ class TrainSpec:
             raise TrainSpecError(f"epochs {self.epochs} must be at least 1")
         if self.batch_size < 1:
             raise TrainSpecError(f"batch size {self.batch_size} must be at least 1")
-        if self.lr is not None and not self.lr > 0:
-            raise TrainSpecError(f"learning rate {self.lr} must be > 0")
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
+            raise TrainSpecError(f"learning rate {self.lr} must be a finite number > 0")
 
     @property
     def learning_rate(self) -> float:
@@ -228,6 +230,8 @@ def train(model: nn.Module, data: ImageData, spec: TrainSpec, device: torch.devi
         if checkpoint is not None and epoch < spec.epochs:
             checkpoint.save(_state(model, opt, per_step, plateau, train_loader, history))
 
+    if status == "ok" and len(history) < spec.stall_epochs:
+        status = "unjudged"  # too few epochs to tell learning from a stall: never "ok" by default
     result = {"status": status, "epochs_run": len(history), "history": history}
     vals = [h for h in history if "val_top1" in h]
     if vals:

@@ -10,7 +10,7 @@ import functools
 from typing import Callable
 
 from . import sources, synthetic
-from .spec import DataError, DataSpec, ImageData, apply_subsets, channel_stats
+from .spec import DataError, DataSpec, ImageData, apply_subsets, channel_stats, content_digest
 
 Loader = Callable[[DataSpec], ImageData]
 
@@ -21,8 +21,10 @@ SYNTHETIC_SIZES = {"train": 5000, "val": 1000, "test": 2000}
 def _synthetic(spec: DataSpec) -> ImageData:
     splits = {k: synthetic.generate(n, spec.image_size, seed=i) for i, (k, n) in enumerate(SYNTHETIC_SIZES.items())}
     mean, std = channel_stats(splits["train"][0])
+    origin = "generated in memory (vggbench.synthetic)"
     return ImageData("synthetic", list(synthetic.CLASSES), *splits["train"], *splits["val"], *splits["test"],
-                     mean=mean, std=std, source="generated in memory (vggbench.synthetic)")
+                     mean=mean, std=std, source=origin, origin=origin,
+                     fingerprint=content_digest(list(synthetic.CLASSES), splits))
 
 
 DATASETS: dict[str, Loader] = {"synthetic": _synthetic, **{name: sources.load for name in sources.KNOWN}}

@@ -26,7 +26,8 @@ Splits, fixed seeds (model selection uses val only; test is reported, never tune
                         stratified 8:2 into val and test
   train only            test = a stratified 1/10 of train, then val as for train + test
 
-Cache: <cache_dir>/<dataset>-<size>px-<key>/ holds meta.json (classes, split sizes, mean/std of the
+Cache: <cache_dir>/<dataset>-<size>px-<key>/ holds meta.json (classes, split sizes, the content fingerprint
+that cell ids hash (computed once, when the entry is built), mean/std of the
 train split, provenance) and per split <split>.x.u8 (raw N x 3 x H x W uint8) and <split>.y.i64.
 The key hashes the source's identity: a local directory's path and every file's size and mtime,
 or a hub id@revision ("main" is decoded once and reused until the entry is deleted). Images are
@@ -59,27 +60,28 @@ from urllib.parse import urlparse
 
 import numpy as np
 import torch
-from filelock import FileLock
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from .spec import DataError, DataSpec, ImageData, channel_stats, split_off
+from ..notices import locked
+from .spec import DataError, DataSpec, ImageData, channel_stats, content_digest, split_off
 
 FORMAT = 1  # bump when the cache layout or the decoding changes: old entries are then ignored
 
 
 @dataclass(frozen=True)
 class Known:
-    hub_id: str | None  # used when no --data-dir is given
-    image_size: int     # the dataset's own size (`vggbench data prepare` default)
+    hub_id: str | None        # used when no --data-dir is given
+    image_size: int           # the dataset's own size (`vggbench data prepare` default)
+    num_classes: int | None   # a copy with another count is another dataset (None: any)
 
 
 KNOWN = {
-    "cifar10": Known("uoft-cs/cifar10", 32),
-    "cifar100": Known("uoft-cs/cifar100", 32),
-    "tiny-imagenet": Known("zh-plus/tiny-imagenet", 64),
-    "imagenet": Known("ILSVRC/imagenet-1k", 224),  # gated on the hub: accept its terms, log in
-    "imagefolder": Known(None, 32),
+    "cifar10": Known("uoft-cs/cifar10", 32, 10),
+    "cifar100": Known("uoft-cs/cifar100", 32, 100),
+    "tiny-imagenet": Known("zh-plus/tiny-imagenet", 64, 200),
+    "imagenet": Known("ILSVRC/imagenet-1k", 224, 1000),  # gated on the hub: accept its terms, log in
+    "imagefolder": Known(None, 32, None),
 }
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
@@ -94,6 +96,17 @@ Payload = Union[bytes, str, np.ndarray]  # encoded image bytes, a file path, or 
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("VGGBENCH_CACHE") or Path.home() / ".cache" / "vggbench")
+
+
+def cache_root(cache_dir: str | None) -> Path:
+    """The cache folder (--cache-dir, else $VGGBENCH_CACHE, else ~/.cache/vggbench); DataError if it
+    or a folder above it is a file. Creates nothing."""
+    root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    existing = next(p for p in (root, *root.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        given = "--cache-dir" if cache_dir else ("$VGGBENCH_CACHE" if os.environ.get("VGGBENCH_CACHE") else "the cache")
+        raise DataError(f"cache dir {root}: {existing} is a file, not a folder; point {given} at a folder")
+    return root
 
 
 def native_size(dataset: str) -> int:
@@ -417,6 +430,22 @@ def _check_bad(bad: list[tuple[str, str]], total: int, spec: DataSpec, origin: s
     warnings.warn(f"{what}: skipped (--skip-bad)", stacklevel=2)
 
 
+def check_labels(listing: Listing, spec: DataSpec, origin: str) -> None:
+    """Labels inside the class names, and as many classes as the named dataset has: a 100-class copy
+    is not "cifar10", whatever its folder is called."""
+    n = len(listing.classes)
+    expected = KNOWN[spec.dataset].num_classes if spec.dataset in KNOWN else None
+    if expected is not None and n != expected:
+        raise DataError(f"{origin} has {n} classes but {spec.dataset} has {expected}: give the {spec.dataset} data, "
+                        "or --dataset imagefolder (classes taken from the data)")
+    for name, split in listing.splits.items():
+        bad = torch.nonzero((split.labels < 0) | (split.labels >= n)).flatten()
+        if len(bad):
+            i = int(bad[0])
+            raise DataError(f"{origin}: {len(bad)} labels of the {name} split are outside the {n} classes (0..{n - 1}),"
+                            f" first row {i} (label {int(split.labels[i])}): fix the labels or the class names")
+
+
 def _build(spec: DataSpec, source: Source, entry: Path) -> None:
     """Decode the source into a temporary directory, then rename it to `entry`: all or nothing."""
     for stale in entry.parent.glob(f"{entry.name}.tmp-*"):  # a killed build's: we hold the entry's lock
@@ -427,6 +456,7 @@ def _build(spec: DataSpec, source: Source, entry: Path) -> None:
         listing = source.list(tmp / "scratch")
         if len(listing.classes) < 2:
             raise DataError(f"{source.origin}: {len(listing.classes)} class(es): a classifier needs at least 2")
+        check_labels(listing, spec, source.origin)
         rows, notes = plan_splits(listing)
         sizes, bad = {}, {}
         for name, (split, idx) in rows.items():
@@ -437,7 +467,8 @@ def _build(spec: DataSpec, source: Source, entry: Path) -> None:
         mean, std = channel_stats(_tensors(tmp, "train", sizes["train"], spec.image_size)[0],
                                   chunk=max(1, (1 << 22) // (3 * spec.image_size ** 2)))
         meta = {"format": FORMAT, "dataset": spec.dataset, "origin": source.origin, "image_size": spec.image_size,
-                "classes": listing.classes, "sizes": sizes,
+                "classes": listing.classes, "sizes": sizes, "fingerprint": _fingerprint(tmp, listing.classes, sizes,
+                                                                                        spec.image_size),
                 "source_sizes": {k: len(s.labels) for k, s in listing.splits.items()}, "splits": notes,
                 "mean": mean, "std": std, "skipped": {k: [r for r, _ in v] for k, v in bad.items() if v}}
         shutil.rmtree(tmp / "scratch")
@@ -459,8 +490,23 @@ def _tensors(entry: Path, split: str, n: int, size: int) -> tuple[torch.Tensor, 
 def cache_entry(spec: DataSpec, source: Source) -> Path:
     key = json.dumps({"format": FORMAT, "dataset": spec.dataset, "image_size": spec.image_size,
                       "skip_bad": spec.skip_bad, "source": source.identity}, sort_keys=True)
-    root = Path(spec.cache_dir).expanduser() if spec.cache_dir else default_cache_dir()
-    return root / f"{spec.dataset}-{spec.image_size}px-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    return cache_root(spec.cache_dir) / f"{spec.dataset}-{spec.image_size}px-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def _fingerprint(entry: Path, classes: list[str], sizes: dict[str, int], size: int) -> str:
+    """The content digest of an entry's decoded images and labels (ImageData.fingerprint)."""
+    return content_digest(classes, {k: _tensors(entry, k, n, size) for k, n in sizes.items()})
+
+
+def _add_fingerprint(entry: Path) -> None:
+    """An entry decoded before fingerprints existed: hash it once and store it in its meta.json."""
+    meta = json.loads((entry / "meta.json").read_text())
+    if "fingerprint" in meta:
+        return
+    meta["fingerprint"] = _fingerprint(entry, meta["classes"], meta["sizes"], meta["image_size"])
+    tmp = entry / f".meta.json.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp, entry / "meta.json")
 
 
 def read_entry(entry: Path, name: str) -> ImageData:
@@ -471,7 +517,8 @@ def read_entry(entry: Path, name: str) -> ImageData:
     source = (f"{meta['origin']} ({'; '.join([given, *meta['splits']])}), cached in {entry}"
               + (f", {skipped} undecodable images skipped" if skipped else ""))
     return ImageData(name, meta["classes"], *splits["train"], *splits["val"], *splits["test"],
-                     mean=tuple(meta["mean"]), std=tuple(meta["std"]), source=source)
+                     mean=tuple(meta["mean"]), std=tuple(meta["std"]), source=source, origin=meta["origin"],
+                     fingerprint=meta["fingerprint"])
 
 
 def load(spec: DataSpec) -> ImageData:
@@ -479,7 +526,8 @@ def load(spec: DataSpec) -> ImageData:
     source = resolve(spec)
     entry = cache_entry(spec, source)
     entry.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(f"{entry}.lock"):
+    with locked(f"{entry}.lock", f"the decoding of {source.origin}"):
         if not (entry / "meta.json").is_file():
             _build(spec, source, entry)
+        _add_fingerprint(entry)
     return read_entry(entry, spec.dataset)

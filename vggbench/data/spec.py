@@ -7,6 +7,8 @@ mean/std of the train split. Model selection uses val only; test is reported, ne
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass, field
 
 import torch
@@ -26,13 +28,18 @@ class DataSpec:
     data_dir: str | None = field(default=None, compare=False)
     cache_dir: str | None = field(default=None, compare=False)
     skip_bad: bool = field(default=False, compare=False)
+    # The digest of the decoded data's content (ImageData.fingerprint), set by cells.cells_for once
+    # the data is loaded: two folders with the same class names but other images differ here.
+    fingerprint: str | None = field(default=None, compare=False)
 
     def replace(self, **changes) -> "DataSpec":
         return dataclasses.replace(self, **changes)
 
     def identity(self) -> dict:
-        return {"dataset": self.dataset, "image_size": self.image_size,
-                "train_subset": self.train_subset, "test_subset": self.test_subset}
+        """What of the data can change a result: its content (fingerprint), the skip-bad setting
+        (which images are in it) and the subsets; not where it lies."""
+        return {"dataset": self.dataset, "image_size": self.image_size, "train_subset": self.train_subset,
+                "test_subset": self.test_subset, "skip_bad": self.skip_bad, "fingerprint": self.fingerprint}
 
 
 @dataclass
@@ -47,7 +54,9 @@ class ImageData:
     test_y: torch.Tensor
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.25, 0.25, 0.25)
-    source: str = ""
+    source: str = ""        # a sentence for people: where it came from, splits, cache entry
+    origin: str = ""        # where it came from: "parquet directory /data/cifar10", "hub owner/name@main"
+    fingerprint: str = ""   # content_digest of the whole decoded data set (before subsets)
 
     @property
     def num_classes(self) -> int:
@@ -59,6 +68,21 @@ class ImageData:
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train_y), "val": len(self.val_y), "test": len(self.test_y)}
+
+
+def content_digest(classes: list[str], splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                   chunk: int = 4096) -> str:
+    """SHA-256 of the class names and every split's images and labels, in order: the same decoded
+    data gives the same digest wherever it lies; other images or labels never do. Chunked, so a
+    memory-mapped ImageNet is hashed without being held in RAM."""
+    h = hashlib.sha256(json.dumps(classes).encode())
+    for name in sorted(splits):
+        x, y = splits[name]
+        h.update(f"\0{name}:{tuple(x.shape)}:{tuple(y.shape)}\0".encode())
+        for i in range(0, len(x), chunk):
+            h.update(x[i:i + chunk].contiguous().numpy().data)
+        h.update(y.contiguous().numpy().data)
+    return h.hexdigest()
 
 
 def channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -102,6 +126,13 @@ def split_off(y: torch.Tensor, n: int, seed: int) -> tuple[torch.Tensor, torch.T
 
 
 def apply_subsets(data: ImageData, spec: DataSpec) -> ImageData:
+    for flag, n, y in (("--train-subset", spec.train_subset, data.train_y), ("--test-subset", spec.test_subset, data.test_y)):
+        if n and n > len(y):
+            raise DataError(f"{flag} {n} is larger than the {len(y)} {flag[2:-7]} images of {data.name}: "
+                            f"give at most {len(y)}, or drop {flag}")
+        if n and n < data.num_classes:
+            raise DataError(f"{flag} {n} is smaller than the {data.num_classes} classes of {data.name}: "
+                            f"give at least {data.num_classes} (one image per class)")
     data = dataclasses.replace(data)
     if spec.train_subset:
         i = stratified_subset(data.train_y, spec.train_subset, seed=1)
