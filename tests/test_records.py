@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from vggbench import records, run
+from vggbench import notices, records, run
 from vggbench.cells import cells_for
 from vggbench.options import Options
 from vggbench.run import problems, run_cell
@@ -32,16 +32,38 @@ def test_record_round_trip_and_checksum(tmp_path):
     data = json.loads(path.read_text())
     data["a"] = 2  # tampered or half-edited: not trusted
     path.write_text(json.dumps(data))
-    assert records.read_record(path) is None
-    assert (tmp_path / "runs" / "x.json.corrupt").exists() and not path.exists()
+    with notices.collecting() as said:
+        assert records.read_record(path) is None  # a reader (report, collect) renames nothing
+    assert path.exists() and said == [f"{path} is corrupt (checksum fails): skipped; running its cell again sets it aside"]
+    with notices.collecting() as said:
+        assert records.read_record(path, set_aside_corrupt=True) is None
+    aside = list(path.parent.glob("x.json.*.corrupt"))
+    assert not path.exists() and len(aside) == 1
+    assert said == [f"{path} is corrupt (checksum fails): set aside as {aside[0].name}; its cell runs again"]
+    path.write_text("{")  # damaged again: the first set-aside copy is kept, not overwritten
+    with notices.collecting():
+        records.read_record(path, set_aside_corrupt=True)
+    assert len(set(path.parent.glob("x.json.*.corrupt"))) == 2 and json.loads(aside[0].read_text())["a"] == 2
 
 
 @pytest.mark.parametrize("text", ["", "{", "[1, 2]", '{"checksum": "0"}'])
 def test_unreadable_records_are_set_aside(tmp_path, text):
     path = tmp_path / "x.json"
     path.write_text(text)
-    assert records.read_record(path) is None
-    assert not path.exists()
+    with notices.collecting() as said:
+        assert records.read_record(path, set_aside_corrupt=True) is None
+    assert not path.exists() and len(said) == 1
+
+
+def test_files_are_created_readable_as_the_umask_allows(tmp_path):
+    old = os.umask(0o027)
+    try:
+        records.atomic_write(tmp_path / "a.json", "{}")
+    finally:
+        os.umask(old)
+    records.atomic_write(tmp_path / "b.json", "{}")
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o640  # not mkstemp's 0600
+    assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o666 & ~old
 
 
 def test_cell_ids_hash_the_complete_configuration():

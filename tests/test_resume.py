@@ -61,7 +61,8 @@ def assert_same_result(a: dict, b: dict, results_a, results_b):
 
 
 def assert_no_partial_file(results, cell_id):
-    assert sorted(p.name for p in records.runs_dir(results).iterdir()) == [f".{cell_id}.lock", f"{cell_id}.json"]
+    assert sorted(p.name for p in records.runs_dir(results).iterdir()) == [f"{cell_id}.json"]
+    assert [p.name for p in (results / ".locks").iterdir()] == [f"{cell_id}.lock"]  # locks out of runs/
     assert [p.name for p in (results / "weights").iterdir()] == [f"{cell_id}.pt"]
 
 

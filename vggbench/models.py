@@ -67,7 +67,7 @@ class ModelSpec:
             if getattr(self, field) not in allowed:
                 raise SpecError(f"unknown {field} {getattr(self, field)!r}: choose one of {', '.join(allowed)}")
         if not (0 < self.width <= MAX_WIDTH and min(channels(w, self.width) for w in WIDTHS) >= 1):
-            raise SpecError(f"width {self.width} must be a number > 0 and at most {MAX_WIDTH}, and leave at least "
+            raise SpecError(f"width {self.width} must be a number > 0 and at most {MAX_WIDTH:g}, and leave at least "
                             "1 channel per layer")
         if self.num_classes < 2:
             raise SpecError(f"num_classes {self.num_classes} must be at least 2")
