@@ -33,6 +33,11 @@ def test_k_selects_cases():
     assert len(collected()) == 6 + 6 + 4 + 6 + 3
 
 
+def test_case_selects_exact_cases():
+    # -k "depth and A" would select all six depth cells ("a" is in "ablations"); --case is exact
+    assert collected("--case", "A", "--case", "kernel:D-large") == ["test_depth[A-s0]", "test_kernel[D-large-s0]"]
+
+
 @pytest.mark.slow
 def test_divergent_cell_is_a_result_and_finished_cells_are_skipped(tmp_path):
     run = pytest_ablations("-k", "optimizer and sgd", "--lr", "1000", *FAST, results=tmp_path)
