@@ -92,6 +92,9 @@ CLI_CASES = [
      "session.json is not readable (JSONDecodeError): run `pytest ablations --results-dir"),
     ("collect an unknown ablation", ["collect", "--ablation", "width"], "invalid choice: 'width' (choose from"),
     ("unknown config", ["profile", "F"], "argument config: invalid choice: 'F' (choose from"),
+    ("model too large to profile", ["profile", "D", "--width", "16", "--image-size", "224"],
+     "D-w16 at 224px has 34,432,841,704 parameters (3,938.6 GMACs): building it would need 128.3 GiB of float32 "
+     "weights, more than the 4 GiB `vggbench profile` builds; give a smaller --width or --image-size"),
     ("unknown dataset to prepare", ["data", "prepare", "mnist"], "invalid choice: 'mnist' (choose from"),
 ]
 

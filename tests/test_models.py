@@ -3,7 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from vggbench.models import CONFIGS, DEPTHS, ModelSpec, SpecError, analytic_macs, block_plan, build_model, weight_layers
+from vggbench.models import (CONFIGS, DEPTHS, ModelSpec, SpecError, analytic_macs, analytic_params, block_plan,
+                             build_model, weight_layers)
 from vggbench.measure import count_flops, count_params
 
 # The issue's numbers (paper settings: 224x224, 1000 classes, head "paper", no BN).
@@ -16,6 +17,15 @@ TORCHVISION = {"A": "vgg11", "B": "vgg13", "D": "vgg16", "E": "vgg19"}
 @pytest.mark.parametrize("config", list(CONFIGS))
 def test_paper_parameter_counts(config):
     assert count_params(build_model(config=config))["params"] == PAPER_PARAMS[config]
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_analytic_parameter_counts(config):
+    """Counted from the spec alone (what `vggbench profile` checks before building a model)."""
+    assert analytic_params(ModelSpec(config=config)) == PAPER_PARAMS[config]
+    for spec in (ModelSpec(config=config, batch_norm=True, kernels="large", head="compact", width=0.25,
+                           image_size=64, num_classes=10), ModelSpec(config=config, head="linear", image_size=32)):
+        assert analytic_params(spec) == count_params(build_model(spec))["params"]
 
 
 @pytest.mark.parametrize("config", list(TORCHVISION))

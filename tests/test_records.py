@@ -98,6 +98,8 @@ def test_run_cell_writes_then_reuses(tmp_path, fast_cell, monkeypatch):
     assert records.record_path(tmp_path, fast_cell.id).exists()
     assert records.weights_path(tmp_path, fast_cell.id).exists()
     assert not records.record_path(tmp_path, fast_cell.id).with_suffix(".ckpt").exists()
+    assert [p.name for p in records.runs_dir(tmp_path).iterdir()] == [f"{fast_cell.id}.json"]
+    assert [p.name for p in (tmp_path / ".locks").iterdir()] == [f"{fast_cell.id}.lock"]  # locks out of runs/
     assert first["params"] == 145_210 and first["config"]["seed"] == 0
     assert set(first["versions"]) >= {"torch", "python"} and first["device"].startswith("CPU")
 

@@ -95,6 +95,11 @@ def test_sigkill_mid_epoch_then_restart_equals_uninterrupted(tmp_path, uninterru
     again = pytest_ablations(*ARGS, results=results)  # no injection: runs to the end
     assert again.returncode == 0, again.stdout + again.stderr
     rec = only_record(results)
+    assert [line for line in again.stdout.splitlines() if line.startswith("vggbench: resuming")] == [
+        f"vggbench: resuming {rec['cell_id']} from epoch 1 ({rec['cell_id']}.ckpt, attempt 2)"]
+    prov = records.provenance(rec)
+    assert (prov["resumed"], prov["resumed_from_epoch"], prov["attempts"]) == (True, 1, 2)
+    assert prov["wall_s_total"] > rec["wall_s"]  # the killed attempt's time up to its checkpoint counts
     ref_results, ref = uninterrupted
     assert_same_result(rec, ref, results, ref_results)
     assert_no_partial_file(results, rec["cell_id"])
@@ -121,6 +126,8 @@ def test_preempted_local_job_requeues_and_resumes(tmp_path, uninterrupted):
     text = log.read_text()
     assert text.count("Starting with JobEnvironment") == 2  # started, requeued, started again
     assert "Requeued job" in log.with_suffix(".err").read_text() + text
+    assert f"vggbench: resuming {rec['cell_id']} from epoch 1" in log.with_suffix(".err").read_text()
+    assert records.provenance(rec)["attempts"] == 2
     ref_results, ref = uninterrupted
     assert_same_result(rec, ref, results, ref_results)
     assert_no_partial_file(results, rec["cell_id"])

@@ -143,7 +143,7 @@ def run_cell(cell: Cell, results_dir: str | os.PathLike, rerun: bool = False) ->
             try:
                 record = records.write_record(path, record)
             except OSError as write_err:
-                record["error"]["message"] += f" (this error record is not written either: {write_err})"
+                record["error"]["unwritten"] = f"{type(write_err).__name__}: {write_err}"
             _remove_own_files(path, cell.id, records.weights_path(results_dir, cell.id))
             return {**record, "reused": False}
         _remove_own_files(path, cell.id, checkpoints=True)  # the record is the result now
@@ -216,8 +216,9 @@ def problems(record: dict) -> list[str]:
     status = record.get("status")
     if status == "error":
         err = record.get("error", {})
-        return [f"the cell raised {err.get('type')}: {err.get('message')} (traceback in its record "
-                f"{record.get('cell_id')}.json)"]
+        where = (f"its record could not be written either: {err['unwritten']}" if err.get("unwritten")
+                 else f"traceback in its record {record.get('cell_id')}.json")
+        return [f"the cell raised {err.get('type')}: {err.get('message')} ({where})"]
     if status not in STATUSES:
         out.append(f"status {status!r} is not one of {STATUSES}")
     res = record.get("result", {})
