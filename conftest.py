@@ -70,7 +70,11 @@ def pytest_configure(config):
             # Bad data (an empty folder, undecodable images, labels outside the classes, a subset
             # larger than the data ...) is one usage error here, not one per ablation module.
             # Memoised: the collection's cells_for reuses it. The embedded synthetic set cannot fail.
-            load_data(base.data)
+            data = load_data(base.data)
+            if data.num_classes != base.model.num_classes:
+                raise ValueError(f"--profile {opts.profile} expects {base.model.num_classes} classes but {data.origin} "
+                                 f"has {data.num_classes}: give --dataset imagefolder (classes taken from the data) "
+                                 "or the profile of this data")
     except ValueError as err:
         raise pytest.UsageError(str(err)) from None
 

@@ -35,6 +35,8 @@ def bad_data(tmp):
          "{tmp}/empty: no class folders: expected root/<class>/<image> or root/train/<class>/<image>"),
         ("labels outside the classes", ["--dataset", "imagefolder", "--data-dir", "{tmp}/pickles"],
          "15 labels of the train split are outside the 3 classes (0..2), first row 3 (label 3): fix the labels"),
+        ("data of another class count than the profile's", ["--profile", "cifar10", "--data-dir", "{tmp}/flowers"],
+         "--profile cifar10 expects 10 classes but image folder {tmp}/flowers has 3: give --dataset imagefolder"),
         ("train subset larger than the data", ["--dataset", "imagefolder", "--data-dir", "{tmp}/flowers",
                                                "--train-subset", "1000"],
          "--train-subset 1000 is larger than the 25 train images of imagefolder: give at most 25, or drop"),
@@ -45,7 +47,7 @@ def bad_data(tmp):
     ]
 
 
-IDS = ["empty folder", "labels outside the classes", "train subset larger than the data", "cache dir is a file",
+IDS = ["empty folder", "labels outside the classes", "another class count", "train subset larger than the data", "cache dir is a file",
        "unknown case"]
 
 
@@ -86,8 +88,9 @@ def test_data_without_class_names_is_not_a_100_class_cifar10(tmp_path):
         ds.to_parquet(str(root / "plain_text" / f"{split}-00000-of-00001.parquet"))
     with pytest.raises(DataError) as err:
         load_data(DataSpec("cifar10", data_dir=str(root), cache_dir=str(tmp_path / "cache")))
-    assert str(err.value) == (f"parquet directory {root} has 3 classes but cifar10 has 10: give the cifar10 data, "
-                              "or --dataset imagefolder (classes taken from the data)")
+    assert str(err.value) == (f"parquet directory {root} has no class names and its labels make 3 classes, but "
+                              "cifar10 has 10: give the cifar10 data, or --dataset imagefolder (classes numbered "
+                              "from the labels)")
 
 
 def test_a_train_subset_smaller_than_the_classes_says_so():

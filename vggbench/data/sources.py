@@ -126,6 +126,7 @@ class Split:
 class Listing:
     classes: list[str]
     splits: dict[str, Split]  # "train", and "val" and/or "test" where the source has them
+    named: bool = True        # False: the source has no class names; classes are numbered from the labels
 
 
 @dataclass(frozen=True)
@@ -170,8 +171,8 @@ def _list_hf(dsd) -> Listing:
         splits[SPLIT_NAMES[hf_name]] = Split(labels, functools.partial(_hf_rows, ds, image_col, hf_name))
     label = features[label_col]
     n = int(max(int(s.labels.max()) for s in splits.values())) + 1 if splits else 0
-    classes = list(label.names) if isinstance(label, datasets.ClassLabel) else [str(i) for i in range(n)]
-    return Listing(classes, splits)
+    named = isinstance(label, datasets.ClassLabel)
+    return Listing(list(label.names) if named else [str(i) for i in range(n)], splits, named)
 
 
 def _hf_rows(ds, col: str, split: str, indices: list[int], batch: int = 256):
@@ -431,13 +432,14 @@ def _check_bad(bad: list[tuple[str, str]], total: int, spec: DataSpec, origin: s
 
 
 def check_labels(listing: Listing, spec: DataSpec, origin: str) -> None:
-    """Labels inside the class names, and as many classes as the named dataset has: a 100-class copy
-    is not "cifar10", whatever its folder is called."""
+    """Labels inside the class names. Data without class names (numbered from its labels) is never
+    taken for a known dataset of another class count: 100 numbered classes are not "cifar10"."""
     n = len(listing.classes)
     expected = KNOWN[spec.dataset].num_classes if spec.dataset in KNOWN else None
-    if expected is not None and n != expected:
-        raise DataError(f"{origin} has {n} classes but {spec.dataset} has {expected}: give the {spec.dataset} data, "
-                        "or --dataset imagefolder (classes taken from the data)")
+    if not listing.named and expected is not None and n != expected:
+        raise DataError(f"{origin} has no class names and its labels make {n} classes, but {spec.dataset} has "
+                        f"{expected}: give the {spec.dataset} data, or --dataset imagefolder (classes numbered "
+                        "from the labels)")
     for name, split in listing.splits.items():
         bad = torch.nonzero((split.labels < 0) | (split.labels >= n)).flatten()
         if len(bad):
