@@ -254,7 +254,7 @@ def test_out_of_memory_retries_at_half_the_batch(tmp_path, monkeypatch):
     cell = next(c for c in cells_for("depth", FAST_OPTS) if c.case == "A")
     assert cell.train.batch_size == 64
     rec = run_cell(cell, tmp_path)
-    assert rec["status"] in ("ok", "stalled") and problems(rec) == []
+    assert rec["status"] == "unjudged" and problems(rec) == []  # one epoch: too few to judge learning
     assert [r["batch_size"] for r in rec["oom_retries"]] == [64, 32]
     assert all("out of memory" in r["error"] for r in rec["oom_retries"])
     assert rec["train_batch_size"] == 16 and rec["config"]["train"]["batch_size"] == 64  # same cell, same id
@@ -269,7 +269,7 @@ def test_an_error_in_one_cell_leaves_the_others_done_and_is_not_reused(tmp_path)
     assert "the cell raised RuntimeError: injected failure (VGGBENCH_INJECT)" in done.stdout
     assert "cell traceback" in done.stdout and "Traceback (most recent call last)" in done.stdout
     table = pd.read_csv(tmp_path / "optimizer.csv").set_index("case")
-    assert table.loc["D-adam", "status"] == "error" and set(table.drop("D-adam").status) <= {"ok", "stalled"}
+    assert table.loc["D-adam", "status"] == "error" and set(table.drop("D-adam").status) == {"unjudged"}
     err = records.read_record(records.record_path(tmp_path, table.loc["D-adam", "cell_id"]))
     assert err["status"] == "error" and "injected failure" in err["error"]["traceback"]
     stamps = {f.name: f.stat().st_mtime_ns for f in records.runs_dir(tmp_path).glob("*.json")}
@@ -278,7 +278,7 @@ def test_an_error_in_one_cell_leaves_the_others_done_and_is_not_reused(tmp_path)
     assert again.returncode == 0 and "3 passed" in again.stdout, again.stdout + again.stderr
     after = {f.name: f.stat().st_mtime_ns for f in records.runs_dir(tmp_path).glob("*.json")}
     assert [n for n in after if after[n] != stamps[n]] == [f"{table.loc['D-adam', 'cell_id']}.json"]
-    assert set(pd.read_csv(tmp_path / "optimizer.csv").status) <= {"ok", "stalled"}
+    assert set(pd.read_csv(tmp_path / "optimizer.csv").status) == {"unjudged"}
 
 
 @pytest.mark.parametrize("launcher", ["inprocess", "debug"])
