@@ -24,7 +24,7 @@ from vggbench.data import load_data
 from vggbench.faults import injected
 from vggbench.options import Options, Outputs, add_to_pytest, from_namespace
 from vggbench.run import finished_record, run_cell
-from vggbench.grid import ABLATIONS
+from vggbench.grid import ABLATIONS, case_selected, check_case_names
 
 _TABLES_KEY = pytest.StashKey[dict]()
 _REPORT_KEY = pytest.StashKey[str]()
@@ -65,7 +65,7 @@ def pytest_configure(config):
         opts = options(config)
         base = baseline(opts)  # validates width / image size once, before any collection
         _check_input(config, opts)
-        _check_cases(config.getoption("case", None) or [])
+        check_case_names(config.getoption("case", None) or [])
         if base.data.dataset != "synthetic" or opts.train_subset or opts.test_subset:
             # Bad data (an empty folder, undecodable images, labels outside the classes, a subset
             # larger than the data ...) is one usage error here, not one per ablation module.
@@ -106,19 +106,6 @@ def _check_input(config, opts: Options) -> None:
         raise ValueError("--launcher slurm: no `srun` here; run from a Slurm login node, or use --launcher local")
 
 
-def _case_matches(cell, wanted: list[str]) -> bool:
-    return any(w in (cell.case, f"{cell.ablation}:{cell.case}") for w in wanted)
-
-
-def _check_cases(wanted: list[str]) -> None:
-    known = {c.id for a in ABLATIONS.values() for c in a.cases} | {
-        f"{a.name}:{c.id}" for a in ABLATIONS.values() for c in a.cases}
-    unknown = [w for w in wanted if w not in known]
-    if unknown:
-        raise ValueError(f"--case {unknown[0]}: no such case; cases are "
-                         + "; ".join(f"{a.name}: {' '.join(c.id for c in a.cases)}" for a in ABLATIONS.values()))
-
-
 def pytest_collection_modifyitems(config, items):
     """--case ID: keep only the cells of those cases (exact, unlike -k's substring match)."""
     wanted = config.getoption("case", None)
@@ -127,7 +114,7 @@ def pytest_collection_modifyitems(config, items):
     keep, drop = [], []
     for item in items:
         cell = _cell_of(item)
-        (drop if cell is not None and not _case_matches(cell, wanted) else keep).append(item)
+        (drop if cell is not None and not case_selected(cell.ablation, cell.case, wanted) else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

@@ -19,41 +19,36 @@ from vggbench.cells import cells_for
 from vggbench.checkpoint import Checkpoint
 from vggbench.cli import main
 from vggbench.data import DataError, DataSpec, load_data
+from vggbench.grid import check_case_names
 from vggbench.options import Options
 
 
+# Inputs that fail only when the data is read: (id, arguments, message); {tmp} is the test's folder.
+DATA_CASES = [
+    ("empty folder", ["--dataset", "imagefolder", "--data-dir", "{tmp}/empty"],
+     "{tmp}/empty: no class folders: expected root/<class>/<image> or root/train/<class>/<image>"),
+    ("labels outside the classes", ["--dataset", "imagefolder", "--data-dir", "{tmp}/pickles"],
+     "15 labels of the train split are outside the 3 classes (0..2), first row 3 (label 3): fix the labels"),
+    ("another class count than the profile's", ["--profile", "cifar10", "--data-dir", "{tmp}/flowers"],
+     "--profile cifar10 expects 10 classes but image folder {tmp}/flowers has 3: give --dataset imagefolder"),
+    ("cache dir is a file", ["env:VGGBENCH_CACHE={tmp}/a-file", "--dataset", "imagefolder", "--data-dir",
+                             "{tmp}/flowers"],
+     "cache dir {tmp}/a-file: {tmp}/a-file is a file, not a folder; point $VGGBENCH_CACHE at a folder"),
+]
+
+
 def bad_data(tmp):
-    """Inputs that fail only when the data is read: (name, arguments, message)."""
     (tmp / "empty").mkdir()
     root, _ = cifar_pickles(tmp / "pickles", classes=4)
     meta = root / "cifar-10-batches-py" / "batches.meta"
     meta.write_bytes(pickle.dumps({"label_names": ["apple", "grass", "sea"]}))  # label 3 has no name
     image_folder(tmp / "flowers", per_class=10, classes=3)
     (tmp / "a-file").write_text("not a folder\n")
-    return [
-        ("empty folder", ["--dataset", "imagefolder", "--data-dir", "{tmp}/empty"],
-         "{tmp}/empty: no class folders: expected root/<class>/<image> or root/train/<class>/<image>"),
-        ("labels outside the classes", ["--dataset", "imagefolder", "--data-dir", "{tmp}/pickles"],
-         "15 labels of the train split are outside the 3 classes (0..2), first row 3 (label 3): fix the labels"),
-        ("data of another class count than the profile's", ["--profile", "cifar10", "--data-dir", "{tmp}/flowers"],
-         "--profile cifar10 expects 10 classes but image folder {tmp}/flowers has 3: give --dataset imagefolder"),
-        ("train subset larger than the data", ["--dataset", "imagefolder", "--data-dir", "{tmp}/flowers",
-                                               "--train-subset", "1000"],
-         "--train-subset 1000 is larger than the 25 train images of imagefolder: give at most 25, or drop"),
-        ("cache dir is a file", ["env:VGGBENCH_CACHE={tmp}/a-file", "--dataset", "imagefolder", "--data-dir",
-                                 "{tmp}/flowers"],
-         "cache dir {tmp}/a-file: {tmp}/a-file is a file, not a folder; point $VGGBENCH_CACHE at a folder"),
-        ("unknown case", ["--case", "depth:F"], "--case depth:F: no such case; cases are depth: A A-LRN B C D E;"),
-    ]
 
 
-IDS = ["empty folder", "labels outside the classes", "another class count", "train subset larger than the data", "cache dir is a file",
-       "unknown case"]
-
-
-@pytest.mark.parametrize("index", range(len(IDS)), ids=IDS)
-def test_data_errors_are_one_usage_error_before_collection(index, tmp_path):
-    _, args, message = bad_data(tmp_path)[index]
+@pytest.mark.parametrize("args,message", [c[1:] for c in DATA_CASES], ids=[c[0] for c in DATA_CASES])
+def test_data_errors_are_one_usage_error_before_collection(args, message, tmp_path):
+    bad_data(tmp_path)
     cache = tmp_path / "cache"
     cache.mkdir()
     before = files_under(tmp_path)
@@ -67,8 +62,8 @@ def test_data_errors_are_one_usage_error_before_collection(index, tmp_path):
     lines = [line for line in run.stderr.splitlines() if message.format(tmp=tmp_path) in line]
     assert len(lines) == 1, run.stderr
     assert "Traceback" not in run.stdout + run.stderr
-    # No results, no temporary folder; in the cache only complete entries (a valid data set that a
-    # subset did not fit) and lock files
+    # No results, no temporary folder; in the cache only complete entries (valid data that the profile
+    # does not fit) and lock files
     entries = {p.parent for p in cache.glob("*/meta.json")}
     assert [p for p in files_under(tmp_path) if not p.endswith(".lock") and not any(
         (tmp_path / p).is_relative_to(e) for e in entries)] == before
@@ -93,11 +88,23 @@ def test_data_without_class_names_is_not_a_100_class_cifar10(tmp_path):
                               "from the labels)")
 
 
-def test_a_train_subset_smaller_than_the_classes_says_so():
+def test_a_subset_that_does_not_fit_the_data_says_so():
     with pytest.raises(DataError) as err:
         load_data(DataSpec("synthetic", train_subset=5))
     assert str(err.value) == ("--train-subset 5 is smaller than the 10 classes of synthetic: give at least 10 "
                               "(one image per class)")
+    with pytest.raises(DataError) as err:
+        load_data(DataSpec("synthetic", test_subset=2001))
+    assert str(err.value) == ("--test-subset 2001 is larger than the 2000 test images of synthetic: give at most "
+                              "2000, or drop --test-subset")
+
+
+def test_an_unknown_case_says_which_there_are():
+    check_case_names(["A", "depth:E", "D-adam"])
+    with pytest.raises(ValueError) as err:
+        check_case_names(["A", "depth:F"])
+    assert str(err.value).startswith("--case depth:F: no such case; cases are depth: A A-LRN B C D E; "
+                                     "batchnorm: A-plain")
 
 
 def test_cache_dir_that_is_a_file_in_the_cli(tmp_path, capsys):

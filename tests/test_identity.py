@@ -6,13 +6,15 @@ import json
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
 from fixtures_data import image_folder
 from test_ablations import pytest_ablations
 from test_datasets import CIFAR10
-from vggbench import records
+from vggbench import records, tables
+from vggbench.cli import main
 from vggbench.cells import cells_for
 from vggbench.options import Options
 from vggbench.run import problems, run_cell
@@ -92,7 +94,7 @@ def test_a_toy_parquet_copy_and_the_real_cifar10_are_two_data_sets(tmp_path):
     assert toy_record["result"]["history"] != real_record["result"]["history"]
 
 
-def test_provenance_names_the_profile_even_when_the_numbers_look_like_another(tmp_path):
+def test_provenance_names_the_profile_even_when_the_numbers_look_like_another(tmp_path, capsys):
     """--profile cifar10 shrunk to the smoke settings: its configuration differs from smoke's in one
     field (augment) and from cifar10's in four, but the record says cifar10, with the overrides."""
     given = dict(profile="cifar10", dataset="synthetic", width=0.125, epochs=1, batch_size=64, train_subset=200,
@@ -110,8 +112,13 @@ def test_provenance_names_the_profile_even_when_the_numbers_look_like_another(tm
     assert (prov["resumed"], prov["resumed_from_epoch"], prov["attempts"]) == (False, None, 1)
     assert prov["wall_s_total"] == rec["wall_s"] and prov["version"] == "0.1.0"
     assert records.provenance({"config": {}}) == dict.fromkeys(prov)  # an old record: unknown, not guessed
+    tables.save_session(tmp_path, Options(**given), ["depth"])
+    assert main(["collect", "--results-dir", str(tmp_path)]) == 0  # collect reads the field, too
+    assert capsys.readouterr().out.startswith("depth: 1 of 6 cells have records (unjudged 1; profile cifar10)")
+    assert pd.read_csv(tmp_path / "depth.csv")[["case", "profile", "attempts"]].values.tolist() == [["A", "cifar10", 1]]
 
 
+@pytest.mark.slow
 def test_records_of_an_older_identity_are_not_used_and_the_session_says_so(tmp_path):
     results = tmp_path / "results"
     c = next(c for c in cells_for("batchnorm", Options(epochs=1, train_subset=100, test_subset=50)) if c.case == "A-bn")

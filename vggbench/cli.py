@@ -132,7 +132,8 @@ def cmd_collect(args) -> int:
         counts = df["status"].value_counts()
         statuses = ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
         missing = sizes[name] - len(df)
-        print(f"{name}: {len(df)} of {sizes[name]} cells have records ({statuses})"
+        profiles = ", ".join(sorted(str(p) for p in df["profile"].dropna().unique())) or "unknown"
+        print(f"{name}: {len(df)} of {sizes[name]} cells have records ({statuses}; profile {profiles})"
               + (f"; {missing} have none (not selected yet, or their jobs are still running)" if missing else "")
               + f" -> {args.results_dir}/{name}.csv")
     return 0

@@ -39,3 +39,17 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
     Ablation("optimizer", "SGD with momentum vs Adam vs Adagrad, each at its own learning rate, on D.",
              _cases(*(Case(f"D-{o}", {"config": "D"}, {"optimizer": o}) for o in ("sgd", "adam", "adagrad")))),
 ]}
+
+
+def case_selected(ablation: str, case: str, wanted) -> bool:
+    """Whether `--case` names select this case: its id exactly (A, D-adam) or ablation:id (depth:A).
+    Unlike pytest's -k, never a substring ("-k 'depth and A'" selects all six depth cells)."""
+    return any(w in (case, f"{ablation}:{case}") for w in wanted)
+
+
+def check_case_names(wanted) -> None:
+    """ValueError naming the first `--case` that selects nothing, with the cases there are."""
+    unknown = [w for w in wanted if not any(case_selected(a.name, c.id, [w]) for a in ABLATIONS.values() for c in a.cases)]
+    if unknown:
+        raise ValueError(f"--case {unknown[0]}: no such case; cases are "
+                         + "; ".join(f"{a.name}: {' '.join(c.id for c in a.cases)}" for a in ABLATIONS.values()))

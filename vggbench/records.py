@@ -150,7 +150,8 @@ def weights_path(results_dir: str | os.PathLike, cell_id: str) -> Path:
 COLUMNS = ["ablation", "case", "seed", "config", "batch_norm", "kernels", "init", "head", "width",
            "optimizer", "lr", "epochs", "epochs_run", "status", "params", "gmacs", "gflops",
            "train_images_per_s", "infer_images_per_s", "train_gflop_per_s", "ceiling_fraction",
-           "best_val_top1", "test_top1", "test_top5", "test_loss", "wall_s", "device", "torch", "cuda", "dataset", "cell_id"]
+           "best_val_top1", "test_top1", "test_top5", "test_loss", "wall_s", "device", "torch", "cuda", "dataset", "profile",
+           "attempts", "cell_id"]
 
 
 def flatten(record: dict, ablation: str, case: str) -> dict:
@@ -171,7 +172,8 @@ def flatten(record: dict, ablation: str, case: str) -> dict:
         "best_val_top1": res.get("best_val_top1"), "test_top1": test.get("top1"), "test_top5": test.get("top5"),
         "test_loss": test.get("loss"), "wall_s": record.get("wall_s"), "device": record.get("device"),
         "torch": record.get("versions", {}).get("torch"), "cuda": record.get("versions", {}).get("cuda"),
-        "dataset": cfg["data"]["dataset"], "cell_id": record.get("cell_id"),
+        "dataset": cfg["data"]["dataset"], "profile": provenance(record)["profile"],
+        "attempts": provenance(record)["attempts"], "cell_id": record.get("cell_id"),
     }
 
 
