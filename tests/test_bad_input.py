@@ -95,6 +95,8 @@ CLI_CASES = [
     ("model too large to profile", ["profile", "D", "--width", "16", "--image-size", "224"],
      "D-w16 at 224px has 34,432,841,704 parameters (3,938.6 GMACs): building it would need 128.3 GiB of float32 "
      "weights, more than the 4 GiB `vggbench profile` builds; give a smaller --width or --image-size"),
+    ("model too large to benchmark", ["bench", "throughput", "E", "--width", "16", "--image-size", "224"],
+     "E-w16 at 224px has 5,128,520,714 parameters (4,973.4 GMACs): building it would need 19.1 GiB"),
     ("unknown dataset to prepare", ["data", "prepare", "mnist"], "invalid choice: 'mnist' (choose from"),
 ]
 

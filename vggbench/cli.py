@@ -17,19 +17,15 @@ from .models import CONFIGS, HEADS, KERNEL_PLANS, ModelSpec, SpecError, analytic
 from .options import Options, Outputs, add_to_argparse, number
 
 
-PROFILE_MAX_BYTES = 4 << 30  # `vggbench profile` builds the model (float32 weights) only up to this size
+# `vggbench profile` and `bench` build a model (float32 weights) only up to this size; beyond it they
+# answer with the analytic counts instead of allocating (a width-16 VGG-D at 224px is 128 GiB).
+BUILD_MAX_BYTES = 4 << 30
 
 
 def cmd_profile(args) -> int:
     from .measure import count_flops, count_params, layer_table
 
     spec = _model_spec(args)
-    params = analytic_params(spec)
-    if 4 * params > PROFILE_MAX_BYTES:
-        raise ValueError(f"{spec.name} at {spec.image_size}px has {params:,} parameters "
-                         f"({analytic_macs(spec)['total'] / 1e9:,.1f} GMACs): building it would need "
-                         f"{4 * params / 2**30:,.1f} GiB of float32 weights, more than the "
-                         f"{PROFILE_MAX_BYTES >> 30} GiB `vggbench profile` builds; give a smaller --width or --image-size")
     model = build_model(spec)
     counts, flops = count_params(model), count_flops(model)
     summary = {"model": spec.name, "config": spec.config, "batch_norm": spec.batch_norm, "kernels": spec.kernels,
@@ -73,8 +69,17 @@ def cmd_data_prepare(args) -> int:
 
 
 def _model_spec(args) -> ModelSpec:
-    return ModelSpec(config=args.config, batch_norm=args.bn, kernels=args.kernels, head=args.head, width=args.width,
+    """The model of `profile` / `bench`; ValueError (one line, with its size) if too large to build here."""
+    spec = ModelSpec(config=args.config, batch_norm=args.bn, kernels=args.kernels, head=args.head, width=args.width,
                      image_size=args.image_size, num_classes=args.num_classes)
+    params = analytic_params(spec)
+    if 4 * params > BUILD_MAX_BYTES:
+        raise ValueError(f"{spec.name} at {spec.image_size}px has {params:,} parameters "
+                         f"({analytic_macs(spec)['total'] / 1e9:,.1f} GMACs): building it would need "
+                         f"{4 * params / 2**30:,.1f} GiB of float32 weights, more than the "
+                         f"{BUILD_MAX_BYTES >> 30} GiB `vggbench {args.command}` builds; give a smaller --width or "
+                         "--image-size")
+    return spec
 
 
 def cmd_bench_pipeline(args) -> int:
