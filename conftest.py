@@ -38,11 +38,6 @@ _NOTICES_KEY = pytest.StashKey[list]()
 def pytest_addoption(parser):
     add_to_pytest(parser.getgroup("vggbench", "vggbench ablations"), Options)
     add_to_pytest(parser.getgroup("vggbench", "vggbench ablations"), Outputs)
-    # Which cells of the collected ablations run: a selection, not a run option (not in Options).
-    parser.getgroup("vggbench").addoption(
-        "--case", action="append", default=[], metavar="ID",
-        help="run only the cells of this case, matched exactly (A, D-adam; depth:A for one ablation's), unlike -k's "
-             "substring match; repeatable")
     add_to_pytest(parser.getgroup("vggbench-launch", "vggbench scale-out (see README: Scale-out and resume)"),
                   launch.LaunchOptions)
 

@@ -73,7 +73,7 @@ def test_xdist_gives_the_same_tables(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--profile", "nope"], "argument --profile: invalid choice: 'nope'"),
     (["--epochs", "-1"], "argument --epochs: '-1' is out of range; epochs must be an integer >= 1"),
-    (["--epochs", "two"], "argument --epochs: 'two' is not a int; epochs must be an integer >= 1"),
+    (["--epochs", "two"], "argument --epochs: 'two' is not an integer; epochs must be an integer >= 1"),
     (["--width", "0"], "argument --width: '0' is out of range; width must be a number > 0"),
     (["--seeds", "0"], "argument --seeds: '0' is out of range"),
     (["--image-size", "48"], "image size 48 must be a multiple of 32"),

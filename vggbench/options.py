@@ -128,7 +128,10 @@ class Options:
 
 @dataclass(frozen=True)
 class Outputs:
-    """Where a session's records and tables go, and what it does with them."""
+    """Where a session's records and tables go, which cells it runs, and what it does with them
+    (none of it changes a cell's result: not in Options)."""
+    case: tuple[str, ...] = option("run only the cells of this case, matched exactly (A, D-adam; depth:A for one "
+                                   "ablation's), unlike -k's substring match; repeatable", (), many=True, pytest_only=True)
     results_dir: str = option("where records and tables go (default results/)", "results")
     rerun: bool = option("recompute cells that already have a record", False, flag=True, pytest_only=True)
     report: bool = option("build the report (as `vggbench report`) into <results-dir>/report at session end",
