@@ -16,7 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from vggbench import records, report
+from vggbench import records
+from vggbench.report import build_report, figures
+from vggbench.report.claims import METRICS, judge_claims
+from vggbench.report.references import load_references
+from vggbench.report.sections import ablation_table
+from vggbench.report.settings import group_settings
 from vggbench.cells import cells_for
 from vggbench.options import Options
 from vggbench.run import save_weights
@@ -111,9 +116,9 @@ def built(tmp_path_factory):
     torch.manual_seed(0)
     save_weights(build_model(d.model), records.weights_path(results, d.id))
     mp = pytest.MonkeyPatch()
-    mp.setattr(report, "_load_data", lambda s, data_dir: (fake_data(), None))
+    mp.setattr(figures, "load_setting_data", lambda s, data_dir: (fake_data(), None))
     try:
-        out = report.build_report(results, results / "report")
+        out = build_report(results, results / "report")
     finally:
         mp.undo()
     return results, out, recs
@@ -150,8 +155,8 @@ def test_html_is_self_contained(built):
 
 def test_verdicts_match_the_built_in_effects(built):
     results, _, recs = built
-    setting = report.collect(list(recs.values()))[0]
-    judged = report.judge_claims(setting, report.load_references()["claims"]).set_index("id")
+    setting = group_settings(list(recs.values()))[0]
+    judged = judge_claims(setting, load_references()["claims"]).set_index("id")
     expected = {
         "depth-D-vs-A": "reproduced",     # +10, tight
         "depth-E-vs-D": "reproduced",     # -0.2: no clear gain
@@ -172,7 +177,7 @@ def test_verdicts_match_the_built_in_effects(built):
 
 def test_shared_cells_count_in_every_ablation_they_belong_to(built):
     _, _, recs = built
-    setting = report.collect(list(recs.values()))[0]
+    setting = group_settings(list(recs.values()))[0]
     d = next(c for c in cells_for("depth", Options(seeds=1)) if c.case == "D")
     placed = set(map(tuple, setting.rows[setting.rows.cell_id == d.id][["ablation", "case"]].values))
     assert placed == {("depth", "D"), ("batchnorm", "D-plain"), ("kernel", "D-3x3"), ("init", "D-kaiming"),
@@ -181,20 +186,20 @@ def test_shared_cells_count_in_every_ablation_they_belong_to(built):
 
 def test_tables_show_seeds_and_status_counts(built):
     _, _, recs = built
-    setting = report.collect(list(recs.values()))[0]
-    init = report.ablation_table(setting, "init").set_index("variant")
+    setting = group_settings(list(recs.values()))[0]
+    init = ablation_table(setting, "init").set_index("variant")
     assert init.loc["D-paper", "status"] == "stalled 3"
     assert init.loc["E-paper", "status"] == "stalled 2, diverged 1"
     assert init.loc["E-paper", "test top-1 %"] == "10.0 ± 0.0"   # the diverged seed has no test metric
-    depth = report.ablation_table(setting, "depth").set_index("variant")
+    depth = ablation_table(setting, "depth").set_index("variant")
     assert (depth.seeds == SEEDS).all()
     assert depth.loc["A", "test top-1 %"].startswith("50.")
 
 
 def test_too_few_seeds_is_inconclusive(tmp_path):
     recs = write_grid(tmp_path, seeds=1)
-    setting = report.collect(list(recs.values()))[0]
-    judged = report.judge_claims(setting, report.load_references()["claims"])
+    setting = group_settings(list(recs.values()))[0]
+    judged = judge_claims(setting, load_references()["claims"])
     accuracy_claims = judged[judged.metric == "test_top1"]
     assert set(accuracy_claims.verdict) == {"inconclusive"}
     assert accuracy_claims.why.str.startswith("too few seeds").all()
@@ -203,8 +208,8 @@ def test_too_few_seeds_is_inconclusive(tmp_path):
 def test_each_setting_gets_its_own_part(tmp_path, monkeypatch):
     write_grid(tmp_path, seeds=2, names=("optimizer",))
     write_grid(tmp_path, seeds=2, names=("optimizer",), epochs=3)
-    monkeypatch.setattr(report, "_load_data", lambda s, data_dir: (None, "DataError: not here"))
-    out = report.build_report(tmp_path, tmp_path / "rep")
+    monkeypatch.setattr(figures, "load_setting_data", lambda s, data_dir: (None, "DataError: not here"))
+    out = build_report(tmp_path, tmp_path / "rep")
     md = out["md"].read_text()
     assert "## Setting 1:" in md and "## Setting 2:" in md
     assert "profile smoke (epochs 3)" in md
@@ -219,14 +224,14 @@ def test_records_from_before_a_spec_gained_a_field_join_their_setting(tmp_path):
     del old["config"]["train"]["compile"]
     old["created"] = "2025-01-01T00:00:00+00:00"
     old["result"]["test"]["top1"] = -1.0
-    settings = report.collect(list(recs.values()) + [old])
+    settings = group_settings(list(recs.values()) + [old])
     assert len(settings) == 1 and settings[0].superseded == 1
     assert (settings[0].rows.test_top1 >= 0).all()   # the older duplicate is not counted
 
 
 def test_missing_or_empty_results_are_one_line_errors(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="run `pytest ablations` first"):
-        report.build_report(tmp_path / "nothing")
+        build_report(tmp_path / "nothing")
     (tmp_path / "runs").mkdir()
     with pytest.raises(SystemExit) as exc:
         main(["report", "--results-dir", str(tmp_path)])
@@ -237,7 +242,7 @@ def test_missing_or_empty_results_are_one_line_errors(tmp_path, capsys):
 
 def test_cli_builds_the_report(tmp_path, monkeypatch, capsys):
     write_grid(tmp_path, seeds=2, names=("optimizer",))
-    monkeypatch.setattr(report, "_load_data", lambda s, data_dir: (None, "skipped in this test"))
+    monkeypatch.setattr(figures, "load_setting_data", lambda s, data_dir: (None, "skipped in this test"))
     assert main(["report", "--results-dir", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
     assert "report:" in printed and (tmp_path / "out" / "report.html").is_file()
@@ -245,11 +250,11 @@ def test_cli_builds_the_report(tmp_path, monkeypatch, capsys):
 
 
 def test_references_are_consistent_with_the_grid():
-    ref = report.load_references()
+    ref = load_references()
     cases = {(a.name, c.id) for a in ABLATIONS.values() for c in a.cases}
     for c in ref["claims"]:
         assert (c["ablation"], c["treatment"]) in cases and (c["ablation"], c["control"]) in cases, c["id"]
-        assert c["source"] in ref["sources"] and c["metric"] in report.METRICS
+        assert c["source"] in ref["sources"] and c["metric"] in METRICS
         assert c["expect"] in ("greater", "less", "not_greater")
     for table in ("paper_table3", "torchvision"):
         assert ref[table]["source"] in ref["sources"]

@@ -18,7 +18,7 @@ Where things are (one module, one job; the README's "Layout" section has the who
   launch.py      scale-out: xdist workers, submitit jobs
   bench.py       side-by-side benchmarks (input pipeline, model throughput)
   stats.py       paired t intervals for claims
-  report.py      report.md + report.html
+  report/        report.md + report.html (settings, claims, plots, figures, render)
   cli.py         the `vggbench` command
 """
 from .models import CONFIGS, ModelSpec, build_model

@@ -1,0 +1,50 @@
+"""`vggbench report`: the sections in order, rendered to <out>/report.md and report.html."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import records
+from ..grid import ABLATIONS
+from . import figures
+from .blocks import Block
+from .claims import section_claims
+from .references import load_references, section_references
+from .render import render_html, render_md
+from .sections import section_ablation, section_environment, section_setting, section_title
+from .settings import group_settings, load_records
+
+
+def build_blocks(results_dir: Path, out: Path, data_dir: str | None = None) -> list[Block]:
+    all_records = load_records(results_dir)
+    settings = group_settings(all_records)
+    claims = load_references()["claims"]
+    figdir = out / "figures"
+    blocks = section_title(settings, results_dir, len(all_records)) + section_environment(all_records)
+    for s in settings:
+        blocks += section_setting(s) + section_claims(s, claims, figdir)
+        for name in ABLATIONS:
+            blocks += section_ablation(s, name, figdir)
+        blocks += section_references(s)
+        data, why = figures.load_setting_data(s, data_dir)
+        blocks += (figures.section_samples(s, data, why, figdir)
+                   + figures.section_feature_maps(s, data, why, results_dir, figdir))
+    return blocks
+
+
+def build_report(results_dir: str | Path = "results", out: str | Path | None = None,
+                 data_dir: str | None = None) -> dict:
+    """Write <out>/report.md, <out>/report.html and <out>/figures/*.png; returns their paths."""
+    results_dir = Path(results_dir)
+    out = Path(out) if out is not None else results_dir / "report"
+    figdir = out / "figures"
+    if figdir.is_dir():
+        for old in figdir.glob("*.png"):  # figures of an earlier build: ours to replace
+            old.unlink()
+    blocks = build_blocks(results_dir, out, data_dir)
+    md, page = out / "report.md", out / "report.html"
+    records.atomic_write(md, render_md(blocks, out))
+    records.atomic_write(page, render_html(blocks))
+    for path in (md, page):  # atomic_write creates 0600 files: a report is for reading
+        path.chmod(0o644)
+    return {"md": md, "html": page, "figures": [b.path for b in blocks if b.kind == "img"],
+            "tables": sum(b.kind == "table" for b in blocks)}

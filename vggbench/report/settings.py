@@ -1,0 +1,176 @@
+"""Records grouped into *settings*: runs that differ only along the ablation axes (config, batch
+norm, kernels, init, optimizer) belong together; a results folder holding e.g. a smoke run and a
+3-epoch run gets one part per setting. A record is placed in an ablation case by its
+configuration, not by the ablation that happened to run it first (one cell, e.g. D with Kaiming
+init, SGD and no BN, is a case of four ablations).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .. import records
+from ..data import DataSpec
+from ..grid import ABLATIONS
+from ..models import ModelSpec
+from ..profiles import PROFILES
+from ..trainer import DEFAULT_LR, TrainSpec
+from .text import epochs_text
+
+
+AXES_MODEL = sorted({k for a in ABLATIONS.values() for c in a.cases for k in c.model})
+AXES_TRAIN = sorted({k for a in ABLATIONS.values() for c in a.cases for k in c.train})
+
+
+@dataclass
+class Setting:
+    """Runs that differ only along the ablation axes: one profile, dataset, schedule, device."""
+    index: int
+    records: list[dict]
+    rows: pd.DataFrame       # one row per (ablation, case, seed): records.flatten + num_classes, params_m
+    curves: pd.DataFrame     # one row per (ablation, case, seed, epoch)
+    profile: str | None
+    overrides: list[str] = field(default_factory=list)
+    superseded: int = 0      # older records of the same configuration (written before a spec gained a field)
+
+    @property
+    def first(self) -> dict:
+        return self.records[0]
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({r["config"]["seed"] for r in self.records})
+
+    @property
+    def num_classes(self) -> int:
+        return self.first["config"]["model"]["num_classes"]
+
+    @property
+    def caption(self) -> str:
+        """Where a table's numbers come from, in one line."""
+        cfg = self.first["config"]
+        seeds = self.seeds
+        seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}-{seeds[-1]} ({len(seeds)})"
+        prof = f"profile {self.profile}" if self.profile else "profile unknown"
+        if self.overrides:
+            prof += f" ({', '.join(self.overrides)})"
+        return (f"{prof}, dataset {cfg['data']['dataset']}, {epochs_text(cfg['train']['epochs'])}, {seed_text}, "
+                f"width {cfg['model']['width']:g}, {cfg['device']}")
+
+
+def load_records(results_dir: str | Path) -> list[dict]:
+    """Every valid record under <results_dir>/runs/ (see records.read_record)."""
+    runs = records.runs_dir(results_dir)
+    if not runs.is_dir():
+        raise FileNotFoundError(f"no run records: {runs} does not exist; run `pytest ablations` first")
+    found = [r for p in sorted(runs.glob("*.json")) if (r := records.read_record(p)) is not None]
+    if not found:
+        raise ValueError(f"no valid run records in {runs}; run `pytest ablations` first")
+    return found
+
+
+def profile_of(record: dict) -> tuple[str | None, list[str]]:
+    """The profile a record was most likely run under (the one its configuration differs from in
+    the fewest fields, e.g. `--profile smoke --dataset cifar10` is smoke with one override) and
+    those differences, in words. None if no profile shares its dataset or head."""
+    cfg = record["config"]
+    data, model, train_ = cfg["data"], cfg["model"], cfg["train"]
+    best = None
+    for p in PROFILES.values():
+        pairs = [("dataset", data["dataset"], p.data.dataset), ("width", model["width"], p.model.width),
+                 ("image size", data["image_size"], p.data.image_size), ("head", model["head"], p.model.head),
+                 ("epochs", train_["epochs"], p.train.epochs), ("batch size", train_["batch_size"], p.train.batch_size),
+                 ("train subset", data.get("train_subset"), p.data.train_subset),
+                 ("test subset", data.get("test_subset"), p.data.test_subset),
+                 ("schedule", train_.get("schedule"), p.train.schedule),
+                 ("augment", train_.get("augment"), p.train.augment)]
+        diffs = [f"{k} {v}" for k, v, base in pairs if v != base]
+        if best is None or len(diffs) < len(best[1]):
+            best = (p.name, diffs)
+    if best is None or len(best[1]) > len(pairs) // 2:
+        return None, []
+    return best
+
+
+def _baseline(profile: str | None) -> tuple[ModelSpec, TrainSpec]:
+    p = PROFILES.get(profile) if profile else None
+    return (p.model, p.train) if p else (ModelSpec(), TrainSpec())
+
+
+def setting_key(record: dict) -> str:
+    """Everything of a record's configuration except the ablation axes and the seed."""
+    cfg = record["config"]
+    profile, _ = profile_of(record)
+    _, base_train = _baseline(profile)
+    opt = cfg["train"]["optimizer"]
+    default_lr = base_train.lr if base_train.lr is not None else DEFAULT_LR.get(opt)
+    return records.canonical({
+        "data": cfg["data"], "device": cfg["device"],
+        "model": {k: v for k, v in cfg["model"].items() if k not in AXES_MODEL},
+        "train": {k: v for k, v in cfg["train"].items() if k not in AXES_TRAIN and k != "lr"},
+        "lr": None if cfg["train"].get("lr") == default_lr else cfg["train"].get("lr"),
+    })
+
+
+def cases_of(record: dict, profile: str | None) -> list[tuple[str, str]]:
+    """The (ablation, case) pairs whose configuration this record is."""
+    base_model, base_train = _baseline(profile)
+    model, train_ = record["config"]["model"], record["config"]["train"]
+    out = []
+    for ab in ABLATIONS.values():
+        for case in ab.cases:
+            want_m = {k: case.model.get(k, getattr(base_model, k)) for k in AXES_MODEL}
+            want_t = {k: case.train.get(k, getattr(base_train, k)) for k in AXES_TRAIN}
+            if all(model.get(k) == v for k, v in want_m.items()) and all(train_.get(k) == v for k, v in want_t.items()):
+                out.append((ab.name, case.id))
+    return out
+
+
+def _curve_rows(record: dict, ablation: str, case: str) -> list[dict]:
+    res = record.get("result", {})
+    return [{"ablation": ablation, "case": case, "seed": record["config"]["seed"], "status": record.get("status"),
+             "epoch": h.get("epoch"), "train_loss": h.get("train_loss"), "train_top1": h.get("train_top1"),
+             "val_top1": h.get("val_top1"), "val_loss": h.get("val_loss")} for h in res.get("history", [])]
+
+
+def normalised(record: dict) -> dict:
+    """The record with config fields added to the specs since it was written set to their defaults
+    (e.g. TrainSpec.compile), so that records from before and after such a change compare equal."""
+    cfg = record["config"]
+    return {**record, "config": {**cfg, "model": {**dataclasses.asdict(ModelSpec()), **cfg["model"]},
+                                 "train": {**dataclasses.asdict(TrainSpec()), **cfg["train"]},
+                                 "data": {**DataSpec().identity(), **cfg["data"]}}}
+
+
+def newest_per_cell(recs: list[dict]) -> tuple[list[dict], int]:
+    """One record per configuration (the newest by `created`) and how many older ones were dropped."""
+    keep: dict[str, dict] = {}
+    for r in sorted(recs, key=lambda r: str(r.get("created") or "")):
+        keep[records.canonical(r["config"])] = r
+    return list(keep.values()), len(recs) - len(keep)
+
+
+def group_settings(all_records: list[dict]) -> list[Setting]:
+    """Group records into settings (largest first) and place each in its ablation cases."""
+    groups: dict[str, list[dict]] = {}
+    for r in map(normalised, all_records):
+        groups.setdefault(setting_key(r), []).append(r)
+    settings = []
+    for i, group in enumerate(sorted(groups.values(), key=len, reverse=True), 1):
+        recs, superseded = newest_per_cell(group)
+        profile, overrides = profile_of(recs[0])
+        rows, curves = [], []
+        for r in recs:
+            for ablation, case in cases_of(r, profile):
+                row = records.flatten(r, ablation, case)
+                row.update(num_classes=r["config"]["model"]["num_classes"],
+                           params_m=(r.get("params") or math.nan) / 1e6)
+                rows.append(row)
+                curves += _curve_rows(r, ablation, case)
+        settings.append(Setting(i, recs, pd.DataFrame(rows, columns=records.COLUMNS + ["num_classes", "params_m"]),
+                                pd.DataFrame(curves), profile, overrides, superseded))
+    return settings
