@@ -46,7 +46,9 @@ def test_deterministic_with_seed(tiny):
     spec = SPEC.replace(epochs=2, augment=True)
     a = train(model(1), tiny, spec, CPU, seed=1)
     b = train(model(1), tiny, spec, CPU, seed=1)
-    assert a == b
+    assert all(h["epoch_s"] > 0 for h in a["history"])   # wall time per epoch: the one field that may differ
+    untimed = lambda r: {**r, "history": [{k: v for k, v in h.items() if k != "epoch_s"} for h in r["history"]]}  # noqa: E731
+    assert untimed(a) == untimed(b)
     c = train(model(2), tiny, spec, CPU, seed=2)
     assert c["history"] != a["history"]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from dataclasses import dataclass
 
 import torch
@@ -195,6 +196,7 @@ def train(model: nn.Module, data: ImageData, spec: TrainSpec, device: torch.devi
     if state is not None:
         history = _restore(state, model, opt, per_step, plateau, train_loader)
     for epoch in range(len(history) + 1, spec.epochs + 1):
+        start = time.perf_counter()
         model.train()
         loss_sum = torch.zeros((), device=device, dtype=torch.float64)
         correct = torch.zeros((), device=device, dtype=torch.long)
@@ -222,6 +224,7 @@ def train(model: nn.Module, data: ImageData, spec: TrainSpec, device: torch.devi
             row.update({f"val_{k}": v for k, v in val.items()})
             if plateau is not None:
                 plateau.step(val["loss"])
+        row["epoch_s"] = time.perf_counter() - start  # train + val; both end in a host sync (.item())
         history.append(row)
         if on_epoch is not None:
             on_epoch(row)
