@@ -136,7 +136,11 @@ def test_report_has_a_table_and_plots_for_every_ablation_and_the_claims(built):
         assert f"figures/s1-{name}-cost.png" in md
     assert "### Claims" in md and "figures/s1-claims.png" in md
     assert "## Environment" in md and "abc1234" in md
-    assert "### References beside our numbers" in md and "vgg16_bn" in md and "29.6" in md
+    for name, ab in ABLATIONS.items():   # each reference table beside the ablation whose display names it
+        for table in ab.display.references:
+            section = md.split(f"### Ablation: {name}")[1].split("\n### ")[0]
+            assert load_references()[table]["what"] in section
+    assert "vgg16_bn" in md and "29.6" in md
     assert "figures/s1-samples.png" in md and "figures/s1-feature-maps.png" in md
     assert "profile smoke" in md and "2 epochs" in md and "seeds 0-2 (3)" in md
     for f in out["figures"]:
@@ -258,6 +262,11 @@ def test_references_are_consistent_with_the_grid():
         assert c["expect"] in ("greater", "less", "not_greater")
     for table in ("paper_table3", "torchvision"):
         assert ref[table]["source"] in ref["sources"]
+    shown = [t for a in ABLATIONS.values() for t in a.display.references]
+    assert sorted(shown) == ["cifar10", "paper_table3", "torchvision"]
+    for table in shown:   # every row is set beside one of our cases, or explicitly none
+        assert all(r["ours"] is None or tuple(r["ours"]) in cases for r in ref[table]["rows"]), table
+    assert all(s["dataset"] in ("imagenet", "cifar10") for s in ref["sources"].values())
     assert all(r["source"] in ref["sources"] for r in ref["cifar10"]["rows"])
     t3 = {r["config"]: r["top1_err"] for r in ref["paper_table3"]["rows"]}
     assert t3 == {"A": 29.6, "A-LRN": 29.7, "B": 28.7, "C": 28.1, "D": 27.0, "E": 27.3}

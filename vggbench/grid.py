@@ -15,10 +15,28 @@ class Case:
 
 
 @dataclass(frozen=True)
+class Display:
+    """How the report shows an ablation, so that the report itself names none. The order of an
+    ablation's cases is the order of its table rows and plot axes."""
+    cost_plots: bool = False            # variants differ in cost: plot accuracy vs GMACs and params
+    references: tuple[str, ...] = ()    # tables of vggbench/references.json shown beside its results
+    baseline: str | None = None         # the case every Δ is taken against; None: per model config, its first case
+    stall_is_outcome: bool = False      # a stalled cell here is the finding (e.g. an init that cannot train),
+                                        # not a sign of too small a budget
+
+
+@dataclass(frozen=True)
 class Ablation:
     name: str
     question: str
     cases: tuple[Case, ...]
+    display: Display = Display()
+
+    def baseline_of(self, case: Case) -> Case:
+        """The case that `case` is compared with in the report's Δ column."""
+        if self.display.baseline is not None:
+            return next(c for c in self.cases if c.id == self.display.baseline)
+        return next(c for c in self.cases if c.model.get("config") == case.model.get("config"))
 
 
 def _cases(*cases: Case) -> tuple[Case, ...]:
@@ -27,17 +45,22 @@ def _cases(*cases: Case) -> tuple[Case, ...]:
 
 ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
     Ablation("depth", "Does depth help? Configurations A-E of Table 1 (paper Table 3).",
-             _cases(*(Case(c, {"config": c}) for c in ("A", "A-LRN", "B", "C", "D", "E")))),
+             _cases(*(Case(c, {"config": c}) for c in ("A", "A-LRN", "B", "C", "D", "E"))),
+             Display(cost_plots=True, references=("paper_table3",), baseline="A")),
     Ablation("batchnorm", "Does batch norm help (torchvision vgg*_bn)?",
              _cases(*(Case(f"{c}-{'bn' if bn else 'plain'}", {"config": c, "batch_norm": bn})
-                      for c in ("A", "D", "E") for bn in (False, True)))),
+                      for c in ("A", "D", "E") for bn in (False, True))),
+             Display(references=("torchvision",))),
     Ablation("kernel", "Stacks of 3x3 convs vs one large kernel of the same receptive field (section 4.1).",
-             _cases(*(Case(f"{c}-{k}", {"config": c, "kernels": k}) for c in ("B", "D") for k in ("3x3", "large")))),
+             _cases(*(Case(f"{c}-{k}", {"config": c, "kernels": k}) for c in ("B", "D") for k in ("3x3", "large"))),
+             Display(cost_plots=True)),
     Ablation("init", "Initialisation without BN: the paper's N(0, 0.01) vs Xavier vs Kaiming.",
              _cases(*(Case(f"{c}-{i}", {"config": c, "init": i, "batch_norm": False})
-                      for c in ("D", "E") for i in ("paper", "xavier", "kaiming")))),
+                      for c in ("D", "E") for i in ("paper", "xavier", "kaiming"))),
+             Display(stall_is_outcome=True)),
     Ablation("optimizer", "SGD with momentum vs Adam vs Adagrad, each at its own learning rate, on D.",
-             _cases(*(Case(f"D-{o}", {"config": "D"}, {"optimizer": o}) for o in ("sgd", "adam", "adagrad")))),
+             _cases(*(Case(f"D-{o}", {"config": "D"}, {"optimizer": o}) for o in ("sgd", "adam", "adagrad"))),
+             Display(references=("cifar10",))),
 ]}
 
 

@@ -8,7 +8,7 @@ from ..grid import ABLATIONS
 from . import figures
 from .blocks import Block
 from .claims import section_claims
-from .references import load_references, section_references
+from .references import load_references
 from .render import render_html, render_md
 from .sections import section_ablation, section_environment, section_setting, section_title
 from .settings import group_settings, load_records
@@ -24,7 +24,6 @@ def build_blocks(results_dir: Path, out: Path, data_dir: str | None = None) -> l
         blocks += section_setting(s) + section_claims(s, claims, figdir)
         for name in ABLATIONS:
             blocks += section_ablation(s, name, figdir)
-        blocks += section_references(s)
         data, why = figures.load_setting_data(s, data_dir)
         blocks += (figures.section_samples(s, data, why, figdir)
                    + figures.section_feature_maps(s, data, why, results_dir, figdir))
@@ -42,8 +41,9 @@ def build_report(results_dir: str | Path = "results", out: str | Path | None = N
             old.unlink()
     blocks = build_blocks(results_dir, out, data_dir)
     md, page = out / "report.md", out / "report.html"
-    records.atomic_write(md, render_md(blocks, out))
-    records.atomic_write(page, render_html(blocks))
+    markdown = render_md(blocks, out)
+    records.atomic_write(md, markdown)
+    records.atomic_write(page, render_html(markdown, out))
     for path in (md, page):  # atomic_write creates 0600 files: a report is for reading
         path.chmod(0o644)
     return {"md": md, "html": page, "figures": [b.path for b in blocks if b.kind == "img"],

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from .. import records
 from ..data import DataSpec
-from ..models import ModelSpec
+from ..models import DEPTHS, ModelSpec
 from .blocks import Block, heading, image_block, paragraph
 from .plots import new_figure, save_figure, style
 from .settings import Setting
@@ -78,12 +78,11 @@ def _feature_record(s: Setting, results_dir: Path) -> dict | None:
     have = [r for r in s.records if records.weights_path(results_dir, r["cell_id"]).is_file()]
     if not have:
         return None
-    depth = {"A": 11, "A-LRN": 11, "B": 13, "C": 16, "D": 16, "E": 19}
 
     def rank(r):
         m = r["config"]["model"]
         return (r.get("status") == "ok", m["config"] == "D" and m["kernels"] == "3x3" and not m["batch_norm"],
-                m["kernels"] == "3x3", depth.get(m["config"], 0), -r["config"]["seed"])
+                m["kernels"] == "3x3", DEPTHS.get(m["config"], 0), -r["config"]["seed"])
     return max(have, key=rank)
 
 

@@ -12,11 +12,11 @@ from matplotlib.figure import Figure
 from ..grid import ABLATIONS
 from ..trainer import DIVERGE_FACTOR
 from .settings import Setting
+from .verdicts import VERDICT_COLOURS
 from .text import number, status_counts
 
 
 DPI = 90
-VERDICT_COLOURS = {"reproduced": "#1a7f37", "contradicted": "#c0392b", "inconclusive": "#7f8c8d"}
 
 
 def style():

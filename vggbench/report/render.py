@@ -1,37 +1,69 @@
-"""Blocks -> report.md and a self-contained report.html (figures embedded as data URIs)."""
+"""Blocks -> report.md, and report.md -> one self-contained report.html.
+
+The Markdown is the one source: markdown-it-py renders it to HTML (CommonMark with tables, raw
+HTML off), a walk over its tokens adds heading anchors, verdict colours and data-URI images, and
+the Jinja2 template templates/report.html.j2 lays out the page (no scripts, nothing to fetch).
+"""
 from __future__ import annotations
 
 import base64
-import html
 import math
 import re
 from pathlib import Path
 
+import jinja2
 import pandas as pd
+from markdown_it import MarkdownIt
+from markupsafe import Markup
 
-from .. import stats
 from .blocks import Block
 from .text import slug
+from .verdicts import NOT_EVIDENCE, VERDICT_COLOURS
+
+# a cell that starts with a number (after an optional bold marker or sign) is right-aligned
+_NUMBER = re.compile(r"^\**[-+−]?(\d[\d,]*(\.\d*)?|\.\d+)")
+_TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("vggbench.report", "templates"),
+                                autoescape=jinja2.select_autoescape(["html", "j2"]))
+
+
+def _cell(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return str(v).replace("|", "\\|").replace("\n", " ")
 
 
 def md_table(df: pd.DataFrame) -> str:
-    def cell(v) -> str:
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return ""
-        return str(v).replace("|", "\\|").replace("\n", " ")
-    cols = [cell(c) for c in df.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    """A GitHub-style table; columns whose filled cells all start with a number align right."""
+    rows = [[_cell(v) for v in row] for row in df.itertuples(index=False)]
+    cols = [_cell(c) for c in df.columns]
+    align = []
+    for j in range(len(cols)):
+        filled = [r[j] for r in rows if r[j] not in ("", "-")]
+        align.append("---:" if filled and all(_NUMBER.match(v) for v in filled) else "---")
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _contents(blocks: list[Block], start: int) -> str:
+    """Links to every h2 and h3 after the contents block, as a nested Markdown list."""
+    lines = []
+    for b in blocks[start + 1:]:
+        if b.kind in ("h2", "h3"):
+            indent = "  " if b.kind == "h3" else ""
+            lines.append(f"{indent}- [{b.text}](#{slug(b.text)})")
     return "\n".join(lines)
 
 
 def render_md(blocks: list[Block], out: Path) -> str:
     parts = []
-    for b in blocks:
+    for i, b in enumerate(blocks):
         if b.kind.startswith("h"):
             parts.append("#" * int(b.kind[1]) + " " + b.text)
         elif b.kind == "p":
             parts.append(b.text)
+        elif b.kind == "toc":
+            parts.append(_contents(blocks, i))
         elif b.kind == "table":
             parts.append((f"*{b.text}*\n\n" if b.text else "") + md_table(b.df))
         elif b.kind == "img":
@@ -39,56 +71,28 @@ def render_md(blocks: list[Block], out: Path) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def _inline(text: str) -> str:
-    t = html.escape(text, quote=False)
-    t = re.sub(r"`([^`]+)`", r"<code>\1</code>", t)
-    t = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", t)
-    t = re.sub(r"\*([^*]+)\*", r"<i>\1</i>", t)
-    return re.sub(r"\[([^\]]+)\]\((https?://[^)\s]+)\)", r'<a href="\2">\1</a>', t)
+def _verdict_class(text: str) -> str | None:
+    """The CSS class of a table cell that is a verdict (verdicts.py)."""
+    if text.endswith(f"({NOT_EVIDENCE})"):
+        return slug(NOT_EVIDENCE)
+    return slug(text) if text in VERDICT_COLOURS else None
 
 
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;
-color:#222;line-height:1.4}
-table{border-collapse:collapse;font-size:12.5px;margin:.3em 0 1.4em}th,td{border:1px solid #ccc;padding:3px 6px;
-text-align:left;vertical-align:top}th{background:#f2f2f2}caption{caption-side:top;text-align:left;font-size:12.5px;
-color:#555;padding:2px 0}
-figure{margin:.5em 0 1.5em}img{max-width:100%;height:auto;display:block}figcaption{font-size:12.5px;color:#555}
-code{background:#f4f4f4;padding:0 3px}ul{margin:.2em 0}
-.reproduced{color:#1a7f37;font-weight:600}.contradicted{color:#c0392b;font-weight:600}.inconclusive{color:#7f8c8d}
-"""
-
-
-def _html_table(b: Block) -> str:
-    t = b.df.to_html(index=False, border=0, na_rep="", escape=True)
-    for v in stats.VERDICTS:
-        t = t.replace(f"<td>{v}</td>", f'<td class="{v}">{v}</td>')
-    if b.text:
-        t = t.replace(">", f"><caption>{_inline(b.text)}</caption>", 1)
-    return t
-
-
-def _html_paragraph(text: str) -> str:
-    lines = text.split("\n")
-    if all(line.startswith("- ") for line in lines):
-        return "<ul>" + "".join(f"<li>{_inline(line[2:])}</li>" for line in lines) + "</ul>"
-    return f"<p>{_inline(text)}</p>"
-
-
-def render_html(blocks: list[Block]) -> str:
-    body = []
-    for b in blocks:
-        if b.kind.startswith("h"):
-            body.append(f'<{b.kind} id="{slug(b.text)}">{_inline(b.text)}</{b.kind}>')
-        elif b.kind == "p":
-            body.append(_html_paragraph(b.text))
-        elif b.kind == "table":
-            body.append(_html_table(b))
-        elif b.kind == "img":
-            data = base64.b64encode(b.path.read_bytes()).decode()
-            body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(b.text)}">'
-                        f"<figcaption>{_inline(b.text)}</figcaption></figure>")
-    title = next((b.text for b in blocks if b.kind == "h1"), "report")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f'<meta name="viewport" content="width=device-width,initial-scale=1"><style>{CSS}</style></head>\n'
-            "<body>\n" + "\n".join(body) + "\n</body></html>\n")
+def render_html(markdown: str, out: Path) -> str:
+    """report.md as one HTML page: headings get anchors, verdict cells a colour, images are inlined."""
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    tokens = md.parse(markdown)
+    for tok, nxt in zip(tokens, tokens[1:]):
+        if tok.type == "heading_open":
+            tok.attrSet("id", slug(nxt.content))
+        elif tok.type == "td_open" and (cls := _verdict_class(nxt.content.strip().strip("*"))):
+            tok.attrSet("class", cls)
+        elif tok.type == "inline":
+            for child in tok.children or []:
+                if child.type == "image":
+                    data = base64.b64encode((out / child.attrGet("src")).read_bytes()).decode()
+                    child.attrSet("src", f"data:image/png;base64,{data}")
+    body = md.renderer.render(tokens, md.options, {})
+    title = next((t.content for t, o in zip(tokens[1:], tokens) if o.type == "heading_open" and o.tag == "h1"),
+                 "report")
+    return _TEMPLATES.get_template("report.html.j2").render(title=title, body=Markup(body))

@@ -10,12 +10,12 @@ import pandas as pd
 from ..grid import ABLATIONS
 from ..profiles import PROFILES
 from .blocks import Block, heading, image_block, paragraph, table_block
+from .references import reference_tables
 from .plots import plot_cost, plot_curves, plot_throughput
 from .settings import Setting
 from .text import epochs_text, mean_text, number, mean_std_text, status_counts
 
 
-COST_PLOTS = ("depth", "kernel")   # ablations whose variants differ in cost: accuracy vs GMACs / params
 
 
 def section_title(settings: list[Setting], results_dir: Path, n_records: int) -> list[Block]:
@@ -103,10 +103,10 @@ def section_ablation(s: Setting, name: str, figdir: Path) -> list[Block]:
         blocks.append(paragraph("No records of this ablation in this setting."))
         return blocks
     plots = []
-    if name in COST_PLOTS:
+    if ab.display.cost_plots:
         plots.append((plot_cost(s, name, figdir / f"s{s.index}-{name}-cost.png"), "test accuracy vs GMACs and params"))
     plots.append((plot_curves(s, name, figdir / f"s{s.index}-{name}-curves.png"),
                   "learning curves: train loss and val top-1 per epoch"))
     plots.append((plot_throughput(s, name, figdir / f"s{s.index}-{name}-throughput.png"), "throughput"))
     blocks += [image_block(p, f"{name}: {what} ({s.caption})") for p, what in plots if p is not None]
-    return blocks
+    return blocks + reference_tables(s, ab.display.references)
