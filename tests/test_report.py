@@ -18,10 +18,13 @@ import torch
 
 from vggbench import records
 from vggbench.report import build_report, figures
-from vggbench.report.claims import METRICS, judge_claims
+from vggbench.report import budget
+from vggbench.report.claims import METRICS, judge_claims, verdict_counts
+from vggbench.report.plots import claims_figure, throughput_figure
 from vggbench.report.references import load_references
-from vggbench.report.sections import ablation_table
+from vggbench.report.sections import ablation_table, cost_table
 from vggbench.report.settings import group_settings
+from vggbench.report.throughput import summarise
 from vggbench.cells import cells_for
 from vggbench.options import Options
 from vggbench.run import save_weights
@@ -116,7 +119,7 @@ def built(tmp_path_factory):
     torch.manual_seed(0)
     save_weights(build_model(d.model), records.weights_path(results, d.id))
     mp = pytest.MonkeyPatch()
-    mp.setattr(figures, "load_setting_data", lambda s, data_dir: (fake_data(), None))
+    mp.setattr(figures, "load_setting_data", lambda s, data_dir, cache_dir=None: (fake_data(), None))
     try:
         out = build_report(results, results / "report")
     finally:
@@ -129,7 +132,9 @@ def test_report_has_a_table_and_plots_for_every_ablation_and_the_claims(built):
     md = out["md"].read_text()
     for name in ABLATIONS:
         assert f"### Ablation: {name}" in md
-        assert f"{name}: mean ± std over seeds; profile smoke" in md   # table caption says where from
+        section = md.split(f"### Ablation: {name}")[1].split("\n### ")[0]
+        assert "n = 3 seeds per case; 2 epochs on 5000 synthetic training images" in section   # caption: n, budget
+        assert "budget not adequate (see the setting)" in section
         assert f"figures/s1-{name}-curves.png" in md
         assert f"figures/s1-{name}-throughput.png" in md
     for name in ("depth", "kernel"):
@@ -212,7 +217,7 @@ def test_too_few_seeds_is_inconclusive(tmp_path):
 def test_each_setting_gets_its_own_part(tmp_path, monkeypatch):
     write_grid(tmp_path, seeds=2, names=("optimizer",))
     write_grid(tmp_path, seeds=2, names=("optimizer",), epochs=3)
-    monkeypatch.setattr(figures, "load_setting_data", lambda s, data_dir: (None, "DataError: not here"))
+    monkeypatch.setattr(figures, "load_setting_data", lambda s, data_dir, cache_dir=None: (None, "DataError: not here"))
     out = build_report(tmp_path, tmp_path / "rep")
     md = out["md"].read_text()
     assert "## Setting 1:" in md and "## Setting 2:" in md
@@ -246,8 +251,12 @@ def test_missing_or_empty_results_are_one_line_errors(tmp_path, capsys):
 
 def test_cli_builds_the_report(tmp_path, monkeypatch, capsys):
     write_grid(tmp_path, seeds=2, names=("optimizer",))
-    monkeypatch.setattr(figures, "load_setting_data", lambda s, data_dir: (None, "skipped in this test"))
-    assert main(["report", "--results-dir", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    asked = []
+    monkeypatch.setattr(figures, "load_setting_data",
+                        lambda s, data_dir, cache_dir=None: asked.append(cache_dir) or (None, "skipped in this test"))
+    assert main(["report", "--results-dir", str(tmp_path), "--out", str(tmp_path / "out"),
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert asked == [str(tmp_path / "cache")]   # the figures decode data where the user says, not the default cache
     printed = capsys.readouterr().out
     assert "report:" in printed and (tmp_path / "out" / "report.html").is_file()
     assert (tmp_path / "out" / "report.md").is_file()
@@ -271,6 +280,76 @@ def test_references_are_consistent_with_the_grid():
     t3 = {r["config"]: r["top1_err"] for r in ref["paper_table3"]["rows"]}
     assert t3 == {"A": 29.6, "A-LRN": 29.7, "B": 28.7, "C": 28.1, "D": 27.0, "E": 27.3}
 
+
+def test_a_claim_without_runs_is_not_run_and_the_figure_has_a_row_per_claim(tmp_path, monkeypatch):
+    recs = write_grid(tmp_path, seeds=2, names=("optimizer",))
+    setting = group_settings(list(recs.values()))[0]
+    claims = load_references()["claims"]
+    judged = judge_claims(setting, claims, budget.judge(setting))
+    by_id = judged.set_index("id")
+    assert by_id.loc["lrn", "verdict"] == "not run"
+    assert by_id.loc["lrn", "why"] == "no records of A-LRN and A"
+    assert by_id.loc["depth-D-vs-A", "why"] == "no records of A"   # D-sgd is also depth's D
+    assert by_id.loc["opt-sgd-vs-adagrad", "verdict"] == "reproduced"
+    assert by_id.loc["opt-sgd-vs-adagrad", "shown"] == "reproduced (not evidence)"   # 2 epochs: not adequate
+    assert verdict_counts(judged) == {"reproduced": 1, "contradicted": 0, "inconclusive": 1, "not run": 12}
+    fig = claims_figure(judged, "Setting 1", adequate=False)
+    rows = [label.get_text() for label in fig.axes[0].get_yticklabels()]
+    assert rows == [f"{c['id']}: {c['treatment']} − {c['control']}" for c in claims]   # every claim, in order
+    assert fig.axes[0].get_title() == "Setting 1"
+    monkeypatch.setattr(figures, "load_setting_data", lambda s, data_dir, cache_dir=None: (None, "skipped"))
+    md = build_report(tmp_path, tmp_path / "rep")["md"].read_text()
+    assert "| 1 reproduced (not evidence) | 0 contradicted (not evidence) | 1 inconclusive (not evidence) | " \
+           "12 not run |" in md
+
+
+def test_budget_is_adequate_only_for_flat_curves_without_stalls(tmp_path):
+    recs = write_grid(tmp_path, seeds=2, names=("optimizer", "init"), epochs=6)
+    judge = lambda: budget.judge(group_settings(list(recs.values()))[0])  # noqa: E731
+    assert not judge().adequate and "validation top-1 still rising" in judge().reason   # acc x epoch/6
+    for r in recs.values():   # flat curves: val top-1 at its final value in every epoch
+        for h in r["result"]["history"]:
+            h["val_top1"] = r["result"].get("test", {}).get("top1", 10.0)
+    assert judge().adequate   # the init ablation's stalled N(0, 0.01) cells are its finding, not the budget's
+    d_adam = next(r for r in recs.values() if r["case"] == "D-adam" and r["config"]["seed"] == 1)
+    d_adam["status"] = "stalled"
+    assert judge().reason == "1 cell stalled or diverged: D-adam seed 1 (stalled)"
+    assert not budget.judge(group_settings(list(write_grid(tmp_path / "two", seeds=1).values()))[0]).adequate
+
+
+def test_throughput_that_differs_5x_between_seeds_is_flagged_and_never_drawn_below_zero(tmp_path):
+    recs = write_grid(tmp_path, seeds=2, names=("optimizer",))
+    fast, slow = (r for r in recs.values() if r["case"] == "D-sgd")
+    fast["throughput"]["train"] = {"images_per_s": 1000.0, "images_per_s_min": 900.0, "images_per_s_max": 1100.0}
+    slow["throughput"]["train"] = {"images_per_s": 200.0, "images_per_s_min": 150.0, "images_per_s_max": 210.0}
+    slow["throughput"]["ceiling_fraction"] = 2.08
+    setting = group_settings(list(recs.values()))[0]
+    table = cost_table(setting, "optimizer").set_index("variant")
+    assert table.loc["D-sgd", "train img/s median (min–max)"] == "600 (150–1,100)"
+    assert table.loc["D-sgd", "throughput note"].startswith("noisy: train timings spread 158% of the median")
+    assert "ceiling error: 1.09× the measured matmul ceiling" in table.loc["D-sgd", "throughput note"]
+    assert table.loc["D-sgd", "of matmul ceiling"] == "error (1.09)"
+    assert table.loc["D-adam", "throughput note"] == "-" and table.loc["D-adam", "of matmul ceiling"] == "10%"
+    assert "MMACs" in table.columns   # the tiny smoke model: MACs in millions, not 0.00x GMACs
+    ax = throughput_figure(summarise(setting, "optimizer"), "optimizer").axes[0]
+    assert ax.get_ylim()[0] >= 0
+    drawn = [seg[:, 1] for c in ax.collections for seg in c.get_segments()] + [line.get_ydata() for line in ax.lines]
+    assert drawn and min(float(min(y)) for y in drawn) >= 150.0   # whiskers end at the lowest repeat, not below 0
+
+
+def test_report_md_names_no_absolute_path_and_the_html_has_contents(built):
+    results, out, _ = built
+    md = out["md"].read_text()
+    assert str(results) not in md and not re.search(r"(?<![\w.:/~-])/(tmp|root|home|work|usr)/", md)
+    assert "`../runs/`" in md and "`../weights/" in md   # relative to the report's folder
+    env = md.split("## Environment")[1].split("\n\n")[2]
+    assert env.startswith("| device | python | torch |") and "cuda" not in env   # CPU runs: no CUDA columns
+    page = out["html"].read_text()
+    ids = re.findall(r'<h[1-4] id="([^"]+)"', page)
+    links = re.findall(r'<a href="#([^"]+)"', page)
+    assert len(ids) == len(set(ids)) and set(links) <= set(ids)
+    assert "verdicts" in ids and {"ablation-depth", "claims-setting-1", "environment", "files"} <= set(links)
+    assert '<td style="text-align:right">51</td>' in page   # numbers right-aligned
 
 @pytest.mark.slow
 def test_pytest_report_option_builds_the_report_at_session_end(tmp_path):

@@ -147,7 +147,7 @@ def cmd_collect(args) -> int:
 def cmd_report(args) -> int:
     from .report import build_report
 
-    out = build_report(args.results_dir, args.out, data_dir=args.data_dir)
+    out = build_report(args.results_dir, args.out, data_dir=args.data_dir, cache_dir=args.cache_dir)
     print(f"report: {out['html']} and {out['md']} ({out['tables']} tables, {len(out['figures'])} figures)")
     return 0
 
@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="build report.md and report.html from the run records")
     add_to_argparse(rp, Outputs, ["results_dir"])
     rp.add_argument("--out", help="output folder (default <results-dir>/report)")
-    add_to_argparse(rp, Options, ["data_dir"])
+    add_to_argparse(rp, Options, ["data_dir", "cache_dir"])
     rp.set_defaults(func=cmd_report)
     return p
 

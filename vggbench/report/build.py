@@ -5,41 +5,51 @@ from pathlib import Path
 
 from .. import records
 from ..grid import ABLATIONS
+from . import budget as budgets
 from . import figures
 from .blocks import Block
-from .claims import section_claims
+from .claims import judge_claims, section_claims
+from .overview import section_environment, section_files, section_summary
 from .references import load_references
 from .render import render_html, render_md
-from .sections import section_ablation, section_environment, section_setting, section_title
+from .sections import section_ablation, section_setting, section_unrun
 from .settings import group_settings, load_records
 
 
-def build_blocks(results_dir: Path, out: Path, data_dir: str | None = None) -> list[Block]:
+def build_blocks(results_dir: Path, out: Path, data_dir: str | None = None,
+                 cache_dir: str | None = None) -> list[Block]:
     all_records = load_records(results_dir)
     settings = group_settings(all_records)
     claims = load_references()["claims"]
     figdir = out / "figures"
-    blocks = section_title(settings, results_dir, len(all_records)) + section_environment(all_records)
+    budget = {s.index: budgets.judge(s) for s in settings}
+    judged = {s.index: judge_claims(s, claims, budget[s.index]) for s in settings}
+    blocks = section_summary(settings, judged, budget, results_dir, out, len(all_records))
     for s in settings:
-        blocks += section_setting(s) + section_claims(s, claims, figdir)
+        b = budget[s.index]
+        blocks += section_setting(s, b) + section_claims(s, judged[s.index], b, figdir)
+        ran = set(s.rows.ablation)
         for name in ABLATIONS:
-            blocks += section_ablation(s, name, figdir)
-        data, why = figures.load_setting_data(s, data_dir)
+            if name in ran:
+                blocks += section_ablation(s, name, b, figdir)
+        blocks += section_unrun(s, [name for name in ABLATIONS if name not in ran])
+        data, why = figures.load_setting_data(s, data_dir, cache_dir)
         blocks += (figures.section_samples(s, data, why, figdir)
-                   + figures.section_feature_maps(s, data, why, results_dir, figdir))
-    return blocks
+                   + figures.section_feature_maps(s, data, why, results_dir, out, figdir))
+    return blocks + section_environment(all_records) + section_files(results_dir, out)
 
 
 def build_report(results_dir: str | Path = "results", out: str | Path | None = None,
-                 data_dir: str | None = None) -> dict:
-    """Write <out>/report.md, <out>/report.html and <out>/figures/*.png; returns their paths."""
+                 data_dir: str | None = None, cache_dir: str | None = None) -> dict:
+    """Write <out>/report.md, <out>/report.html and <out>/figures/*.png; returns their paths.
+    `cache_dir` is where a dataset the figures need is decoded (default: the datasets' own)."""
     results_dir = Path(results_dir)
     out = Path(out) if out is not None else results_dir / "report"
     figdir = out / "figures"
     if figdir.is_dir():
         for old in figdir.glob("*.png"):  # figures of an earlier build: ours to replace
             old.unlink()
-    blocks = build_blocks(results_dir, out, data_dir)
+    blocks = build_blocks(results_dir, out, data_dir, cache_dir)
     md, page = out / "report.md", out / "report.html"
     markdown = render_md(blocks, out)
     records.atomic_write(md, markdown)

@@ -1,5 +1,7 @@
 """The claims of the paper and later work (vggbench/references.json), each judged from our seeds
-with vggbench.stats: the effect treatment − control with its 95% interval and a verdict."""
+with vggbench.stats: the effect treatment − control with its 95% interval and a verdict. A claim
+none of whose two sides has records is "not run"; a verdict of a setting whose budget is not
+adequate (budget.py) is shown as "not evidence"."""
 from __future__ import annotations
 
 import math
@@ -9,11 +11,12 @@ import pandas as pd
 
 from .. import stats
 from .blocks import Block, heading, image_block, paragraph, table_block
-from .plots import plot_claims
-from .references import load_references
+from .budget import Budget
+from .plots import claims_figure, save_figure
+from .references import load_references, same_scale
 from .settings import Setting
 from .text import number, status_counts
-
+from .verdicts import NOT_EVIDENCE, NOT_RUN, VERDICTS
 
 METRICS = {"test_top1": "test top-1 accuracy (points)", "params_m": "parameters (millions)"}
 
@@ -36,8 +39,10 @@ def _case_status(s: Setting, ablation: str, case: str) -> str:
     return status_counts(s.rows[(s.rows.ablation == ablation) & (s.rows.case == case)].status)
 
 
-def judge_claims(s: Setting, claims: list[dict]) -> pd.DataFrame:
-    """One row per claim: our effect with its interval and the verdict (vggbench.stats)."""
+def judge_claims(s: Setting, claims: list[dict], budget: Budget | None = None) -> pd.DataFrame:
+    """One row per claim: our effect with its interval, the verdict (vggbench.stats, or "not run"),
+    and `shown`: the verdict as the report shows it under the setting's budget."""
+    sources = load_references()["sources"]
     rows = []
     for c in claims:
         t = _claim_values(s, c["ablation"], c["treatment"], c["metric"])
@@ -45,47 +50,57 @@ def judge_claims(s: Setting, claims: list[dict]) -> pd.DataFrame:
         iv = stats.effect(t, k, exact=bool(c.get("exact")))
         v, why = stats.verdict(iv, c["expect"], c.get("margin", 0.0))
         if not t or not k:
-            why = f"no records of {c['treatment'] if not t else c['control']}"
+            missing = " and ".join(x for x, vals in ((c["treatment"], t), (c["control"], k)) if not vals)
+            v, why = NOT_RUN, f"no records of {missing}"
+        shown = v if v == NOT_RUN or budget is None or budget.adequate else f"{v} ({NOT_EVIDENCE})"
+        ref = c.get("reference_effect")
         rows.append({"id": c["id"], "claim": c["claim"], "reference": c["reference"], "source": c["source"],
                      "comparison": f"{c['treatment']} − {c['control']}", "metric": c["metric"],
                      "expect": c["expect"] + (f" (margin {c['margin']:g})" if "margin" in c else ""),
                      "effect": iv.estimate, "low": iv.low, "high": iv.high, "n": iv.n, "method": iv.method,
-                     "reference_effect": c.get("reference_effect"), "verdict": v, "why": why,
+                     "reference_effect": ref if same_scale(s, sources[c["source"]]) else None,
+                     "reference_dataset": sources[c["source"]].get("dataset"),
+                     "verdict": v, "shown": shown, "why": why,
                      "runs": f"{_case_status(s, c['ablation'], c['treatment'])} / "
                              f"{_case_status(s, c['ablation'], c['control'])}"})
     return pd.DataFrame(rows)
 
 
-def section_claims(s: Setting, claims: list[dict], figdir: Path) -> list[Block]:
-    judged = judge_claims(s, claims)
+def verdict_counts(judged: pd.DataFrame) -> dict[str, int]:
+    counts = judged.verdict.value_counts()
+    return {v: int(counts.get(v, 0)) for v in VERDICTS}
+
+
+def _ci(r) -> str:
+    if not math.isfinite(r.effect):
+        return "n/a"
+    if r.metric == "params_m" and math.isfinite(r.low):
+        return f"{r.effect:+.3f} (exact)"
+    if not math.isfinite(r.low):
+        return f"{r.effect:+.2f} (no CI)"
+    return f"{r.effect:+.2f} [{r.low:+.2f}, {r.high:+.2f}]"
+
+
+def section_claims(s: Setting, judged: pd.DataFrame, budget: Budget, figdir: Path) -> list[Block]:
     refs = load_references()["sources"]
-
-    def ci(r) -> str:
-        if not math.isfinite(r.effect):
-            return "n/a"
-        if r.metric == "params_m" and math.isfinite(r.low):
-            return f"{r.effect:+.3f} (exact)"
-        if not math.isfinite(r.low):
-            return f"{r.effect:+.2f} (no CI)"
-        return f"{r.effect:+.2f} [{r.low:+.2f}, {r.high:+.2f}]"
-
     table = pd.DataFrame({
         "claim": judged.claim,
         "reference (source)": [f"{r.reference} ({refs[r.source]['short']})" for r in judged.itertuples()],
         "comparison": judged.comparison, "metric": judged.metric.map(METRICS), "expected": judged.expect,
-        "measured effect [95% CI]": [ci(r) for r in judged.itertuples()],
-        "interval": judged.method, "runs (treatment / control)": judged.runs, "verdict": judged.verdict,
-        "why": judged.why})
-    counts = judged.verdict.value_counts()
-    summary = ", ".join(f"{counts.get(v, 0)} {v}" for v in stats.VERDICTS)
-    blocks = [heading(3, "Claims"),
-              paragraph(f"{len(judged)} claims: {summary}. Effects are treatment − control per seed; intervals are paired t "
-                "intervals over the seeds both variants share (Welch's t when they share none), 95%. Diverged "
-                "runs count at chance accuracy. *not_greater* claims (\"no better than\") use a practical margin: "
-                "reproduced when the whole interval lies below it. Reference figures and their sources are in "
-                "`vggbench/references.json`."),
-              table_block(table, f"the paper's claims judged on {s.caption}")]
-    p = plot_claims(judged, figdir / f"s{s.index}-claims.png")
-    if p:
-        blocks.append(image_block(p, f"effects with 95% CIs, coloured by verdict ({s.caption})"))
-    return blocks
+        "measured effect [95% CI]": [_ci(r) for r in judged.itertuples()],
+        "interval": [r.method if r.verdict != NOT_RUN else "-" for r in judged.itertuples()],
+        "runs (treatment / control)": judged.runs, "verdict": judged.shown, "why": judged.why})
+    counts = verdict_counts(judged)
+    summary = ", ".join(f"{n} {v}" for v, n in counts.items())
+    note = "" if budget.adequate else f" The budget is not adequate ({budget.reason}): no verdict here is evidence."
+    blocks = [heading(3, f"Claims (setting {s.index})"),
+              paragraph(f"{len(judged)} claims: {summary}.{note} Effects are treatment − control per seed; intervals "
+                        "are paired t intervals over the seeds both variants share (Welch's t when they share none), "
+                        "95%; with 2 seeds the t interval has 1 degree of freedom (×12.7 the standard error). "
+                        "Diverged "
+                        "runs count at chance accuracy. *not_greater* claims (\"no better than\") use a practical "
+                        "margin. Reference figures and their sources are in `vggbench/references.json`."),
+              table_block(table, f"claims judged on setting {s.index}")]
+    fig = claims_figure(judged, f"Setting {s.index}: {s.short_caption}", budget.adequate)
+    path = save_figure(fig, figdir / f"s{s.index}-claims.png")
+    return blocks + [image_block(path, f"effects with 95% CIs, one row per claim (setting {s.index})")]

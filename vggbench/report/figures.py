@@ -14,15 +14,15 @@ from ..models import DEPTHS, ModelSpec
 from .blocks import Block, heading, image_block, paragraph
 from .plots import new_figure, save_figure, style
 from .settings import Setting
-from .text import number
+from .text import number, rel
 
 
-def load_setting_data(s: Setting, data_dir: str | None):
-    """The setting's dataset, or the reason it cannot be loaded."""
+def load_setting_data(s: Setting, data_dir: str | None, cache_dir: str | None = None):
+    """The setting's dataset, or the reason it cannot be loaded (the reason without local paths)."""
     from ..data import load_data
     ident = s.first["config"]["data"]
     try:
-        return load_data(DataSpec(**ident, data_dir=data_dir)), None
+        return load_data(DataSpec(**ident, data_dir=data_dir, cache_dir=cache_dir)), None
     except Exception as err:  # any loader failure: the report says so instead of failing
         return None, f"{type(err).__name__}: {err}"
 
@@ -68,8 +68,8 @@ def section_samples(s: Setting, data, why: str | None, figdir: Path, per_class: 
         path = save_figure(fig, figdir / f"s{s.index}-samples.png")
     shown = (f"the first {len(classes)} of {data.num_classes} classes" if len(classes) < data.num_classes
              else "every class")
-    return blocks + [image_block(path, f"{data.name}: {per_class} training images per class, {shown}, one class per row "
-                             f"({data.source})")]
+    return blocks + [image_block(path, f"{data.name}: {per_class} training images per class, {shown}, "
+                                       f"one class per row ({data.source})")]
 
 
 def _feature_record(s: Setting, results_dir: Path) -> dict | None:
@@ -116,15 +116,17 @@ def feature_maps(record: dict, weights: Path, image, mean, std, channels: int = 
     return out
 
 
-def section_feature_maps(s: Setting, data, why: str | None, results_dir: Path, figdir: Path) -> list[Block]:
+def section_feature_maps(s: Setting, data, why: str | None, results_dir: Path, out: Path,
+                         figdir: Path) -> list[Block]:
     blocks = [heading(3, "Feature maps of a trained model")]
     rec = _feature_record(s, results_dir)
     if rec is None:
-        return blocks + [paragraph(f"No saved weights under `{results_dir}/weights/` for this setting's cells (weights are "
-                           "kept for models up to 20M parameters), so no feature maps are drawn.")]
+        return blocks + [paragraph(f"No saved weights under `{rel(results_dir / 'weights', out)}/` for this "
+                                   "setting's cells (weights are kept for models up to 20M parameters), so no "
+                                   "feature maps are drawn.")]
     if data is None:
-        return blocks + [paragraph(f"Weights exist (cell {rec['cell_id']}) but the dataset could not be loaded ({why}), "
-                           "so there is no image to run through the model.")]
+        return blocks + [paragraph(f"Weights exist (cell {rec['cell_id']}) but the dataset could not be loaded "
+                                   f"({why}), so there is no image to run through the model.")]
     from matplotlib import colormaps
 
     weights = records.weights_path(results_dir, rec["cell_id"])
@@ -156,6 +158,6 @@ def section_feature_maps(s: Setting, data, why: str | None, results_dir: Path, f
         paragraph(f"Model: cell `{rec['cell_id']}` ({ModelSpec(**m).name}, init {m['init']}, "
           f"optimizer {rec['config']['train']['optimizer']}, seed {rec['config']['seed']}, "
           f"status {rec.get('status')}, test top-1 {number(rec.get('result', {}).get('test', {}).get('top1')):.1f}%), "
-          f"weights `{weights}`. Each row is one conv layer after its ReLU: the {len(layers[0][2])} channels with the "
-          "highest mean activation for the first test image, each scaled to its own range."),
-        image_block(path, f"feature maps of {ModelSpec(**m).name} for one {data.name} test image ({s.caption})")]
+          f"weights `{rel(weights, out)}`. Each row is one conv layer after its ReLU: the {len(layers[0][2])} "
+          "channels with the highest mean activation for the first test image, each scaled to its own range."),
+        image_block(path, f"feature maps of {ModelSpec(**m).name} for one {data.name} test image")]

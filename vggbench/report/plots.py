@@ -12,11 +12,12 @@ from matplotlib.figure import Figure
 from ..grid import ABLATIONS
 from ..trainer import DIVERGE_FACTOR
 from .settings import Setting
-from .verdicts import VERDICT_COLOURS
+from .verdicts import GREY, NOT_EVIDENCE, NOT_RUN, VERDICT_COLOURS
 from .text import number, status_counts
 
 
 DPI = 90
+METRIC_WORDS = {"params_m": "params (M)"}
 
 
 def style():
@@ -68,6 +69,7 @@ def plot_cost(s: Setting, name: str, path: Path) -> Path | None:
 
 
 def plot_curves(s: Setting, name: str, path: Path) -> Path | None:
+    """Mean over seeds with a min–max band: train loss, val loss, val top-1 and the learning rate."""
     c = s.curves[s.curves.ablation == name].copy() if len(s.curves) else pd.DataFrame()
     if c.empty:
         return None
@@ -75,77 +77,91 @@ def plot_curves(s: Setting, name: str, path: Path) -> Path | None:
     status = s.rows[s.rows.ablation == name].groupby("case").status.agg(
         lambda x: "" if set(x) == {"ok"} else " (" + status_counts(x) + ")")
     c["variant"] = c.case + c.case.map(status).fillna("")
-    for col in ("train_loss", "val_top1"):
-        c[col] = pd.to_numeric(c[col], errors="coerce")
-    c.loc[~c.train_loss.between(0, DIVERGE_FACTOR * chance_loss), "train_loss"] = math.nan  # diverged: off the chart
+    for col in ("train_loss", "val_loss", "val_top1", "lr"):
+        c[col] = pd.to_numeric(c.get(col), errors="coerce")
+    for col in ("train_loss", "val_loss"):   # diverged: off the chart
+        c.loc[~c[col].between(0, DIVERGE_FACTOR * chance_loss), col] = math.nan
     order = [o + status.get(o, "") for o in _case_order(name) if o in set(c.case)]
+    panels = [("train_loss", chance_loss, "train loss"), ("val_loss", chance_loss, "val loss"),
+              ("val_top1", chance_acc, "val top-1 (%)"), ("lr", None, "learning rate")]
     with style():
-        fig, axes = new_figure(1, 2, size=(5.0, 3.6))
-        for ax, y, chance, label in ((axes[0, 0], "train_loss", chance_loss, "train loss"),
-                                     (axes[0, 1], "val_top1", chance_acc, "val top-1 (%)")):
-            sns.lineplot(data=c, x="epoch", y=y, hue="variant", hue_order=order, units="seed", estimator=None,
-                         marker="o", ax=ax, legend=(ax is axes[0, 1]), lw=1.2, markersize=4)
-            ax.axhline(chance, ls="--", color="grey", lw=1)
-            ax.annotate("chance", (c.epoch.min(), chance), textcoords="offset points", xytext=(2, 3), fontsize=7,
-                        color="grey")
+        fig, axes = new_figure(1, 4, size=(3.4, 3.0))
+        for ax, (y, chance, label) in zip(axes[0], panels):
+            if c[y].notna().any():
+                sns.lineplot(data=c, x="epoch", y=y, hue="variant", hue_order=order, errorbar=("pi", 100),
+                             marker="o", ax=ax, legend=(y == "lr"), lw=1.2, markersize=3)
+            if chance is not None:
+                ax.axhline(chance, ls="--", color="grey", lw=1)
             ax.set_ylabel(label)
             ax.xaxis.get_major_locator().set_params(integer=True)
-        if axes[0, 1].get_legend():
-            sns.move_legend(axes[0, 1], "upper left", bbox_to_anchor=(1, 1), fontsize=8, title=None)
-        fig.suptitle(f"{name}: learning curves, one line per seed (dashed: chance)", fontsize=10)
+        if axes[0, 3].get_legend():
+            sns.move_legend(axes[0, 3], "upper left", bbox_to_anchor=(1, 1), fontsize=8, title=None)
+        fig.suptitle(f"{name}: mean over seeds, band min–max (dashed: chance)", fontsize=10)
         return save_figure(fig, path)
 
 
-def plot_throughput(s: Setting, name: str, path: Path) -> Path | None:
-    df = s.rows[s.rows.ablation == name]
-    long = df.melt(id_vars=["case", "seed"], value_vars=["train_images_per_s", "infer_images_per_s"],
-                   var_name="kind", value_name="images_per_s")
-    long["images_per_s"] = pd.to_numeric(long.images_per_s, errors="coerce")
-    long = long.dropna(subset=["images_per_s"])
-    if long.empty:
-        return None
-    long["kind"] = long.kind.map({"train_images_per_s": "train", "infer_images_per_s": "inference"})
-    order = [c for c in _case_order(name) if c in set(long.case)]
+def throughput_figure(summary: pd.DataFrame, title: str) -> Figure:
+    """Median images/s per case with min–max whiskers (throughput.summarise); never below 0."""
     with style():
-        fig, ax = new_figure(size=(max(4.5, 0.8 * len(order) + 2), 3.2))
+        fig, ax = new_figure(size=(max(4.5, 0.8 * len(summary) + 2), 3.2))
         ax = ax[0, 0]
-        sns.barplot(data=long, x="case", y="images_per_s", hue="kind", order=order, errorbar="sd", ax=ax)
-        ax.legend(title=None, fontsize=8)
+        for k, (kind, colour) in enumerate((("train", "#1f77b4"), ("infer", "#ff7f0e"))):
+            x = [i + (k - 0.5) * 0.25 for i in range(len(summary))]
+            med, lo, hi = summary[f"{kind}_median"], summary[f"{kind}_min"], summary[f"{kind}_max"]
+            ax.errorbar(x, med, yerr=[(med - lo).clip(lower=0), (hi - med).clip(lower=0)], fmt="o", color=colour,
+                        capsize=3, label="inference" if kind == "infer" else kind)
+        ax.set_xticks(range(len(summary)), summary.case, rotation=30, fontsize=8)
+        ax.set_ylim(bottom=0)
         ax.set_ylabel("images / s")
-        ax.set_xlabel("")
-        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
-        ax.set_title(f"{name}: throughput (mean ± std over seeds, {s.first['config']['device']})", fontsize=10)
-        return save_figure(fig, path)
+        ax.legend(fontsize=8)
+        ax.set_title(title, fontsize=10)
+    return fig
 
 
-def plot_claims(judged: pd.DataFrame, path: Path) -> Path | None:
-    df = judged[judged.metric == "test_top1"].reset_index(drop=True)
-    if df.empty:
-        return None
+def claims_figure(judged: pd.DataFrame, title: str, adequate: bool) -> Figure:
+    """Every claim one row: its effect on test top-1 with the 95% CI, coloured by verdict (grey when
+    the budget is not adequate); other metrics and claims not run are written on their row.
+    Intervals beyond the axis end in an arrow; a reference effect is drawn only on its own scale."""
+    df = judged.reset_index(drop=True)
+    acc = df[(df.metric == "test_top1") & df.effect.apply(lambda v: math.isfinite(number(v)))]
+    points = pd.concat([acc.effect, acc.reference_effect.dropna()]).astype(float)
+    lo, hi = (points.min(), points.max()) if len(points) else (-1.0, 1.0)
+    pad = max(2.0, 0.6 * (hi - lo))
+    lo, hi = max(min(lo, 0) - pad, -100.0), min(max(hi, 0) + pad, 100.0)
     with style():
-        fig, ax = new_figure(size=(7.5, 0.38 * len(df) + 1.3))
+        fig, ax = new_figure(size=(8.0, 0.36 * len(df) + 1.4))
         ax = ax[0, 0]
         for i, r in df.iterrows():
-            colour = VERDICT_COLOURS[r.verdict]
+            colour = VERDICT_COLOURS.get(r.verdict, GREY) if adequate else GREY
+            if r.verdict == NOT_RUN:
+                ax.annotate("not run", (lo, i), xytext=(4, -3), textcoords="offset points", fontsize=7, color=GREY)
+                continue
+            if r.metric != "test_top1" or not math.isfinite(number(r.effect)):
+                text = (f"{METRIC_WORDS.get(r.metric, r.metric)}: {r.effect:+.3g} (see table)"
+                        if math.isfinite(number(r.effect)) else "no effect (see table)")
+                ax.annotate(text, (lo, i), xytext=(4, -3), textcoords="offset points", fontsize=7, color=colour)
+                continue
             if math.isfinite(r.low):
-                ax.plot([r.low, r.high], [i, i], color=colour, lw=2.5)
-            if math.isfinite(r.effect):
-                ax.plot([r.effect], [i], "o", color=colour)
-            else:
-                ax.annotate("no data", (0, i), xytext=(4, -3), textcoords="offset points", fontsize=7, color="grey")
+                a, b = max(r.low, lo), min(r.high, hi)
+                ax.plot([a, b], [i, i], color=colour, lw=2.5)
+                if r.low < lo:
+                    ax.plot([lo], [i], "<", color=colour, ms=7)
+                if r.high > hi:
+                    ax.plot([hi], [i], ">", color=colour, ms=7)
+            ax.plot([r.effect], [i], "o", color=colour)
             if r.reference_effect is not None and math.isfinite(number(r.reference_effect)):
                 ax.plot([r.reference_effect], [i], "x", color="black")
         ax.axvline(0, color="black", lw=0.8)
-        ax.set_yticks(range(len(df)), [f"{r.id}: {r.comparison}" for r in df.itertuples()])
-        ax.invert_yaxis()
-        ax.set_xlabel("effect on test top-1 (points), 95% CI; x = reference effect")
-        for v, colour in VERDICT_COLOURS.items():
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(len(df) - 0.5, -0.5)
+        ax.set_yticks(range(len(df)), [f"{r.id}: {r.comparison}" for r in df.itertuples()], fontsize=8)
+        refs = "x = reference effect (same dataset)" if df.reference_effect.notna().any() else \
+            "reference effects are on another dataset: not drawn"
+        ax.set_xlabel(f"effect on test top-1 (points), 95% CI; ◀ ▶ interval clipped; {refs}", fontsize=8)
+        legend = ({v: c for v, c in VERDICT_COLOURS.items() if v != NOT_RUN} if adequate
+                  else {f"{NOT_EVIDENCE}: the budget is not adequate": GREY})
+        for v, colour in legend.items():
             ax.plot([], [], "o-", color=colour, label=v)
-        ax.legend(loc="best", fontsize=8)
-        finite = pd.concat([df.low, df.high, df.effect]).astype(float)
-        finite = finite[finite.abs() < 1e6].dropna()
-        if len(finite):  # accuracy differences lie in [-100, 100]: a 1-dof interval can reach beyond
-            lo, hi = max(finite.min(), -100.0), min(finite.max(), 100.0)
-            span = max(hi - lo, 1.0)
-            ax.set_xlim(lo - 0.05 * span, hi + 0.05 * span)
-        return save_figure(fig, path)
+        ax.legend(loc="upper left", bbox_to_anchor=(1, 1), fontsize=7)
+        ax.set_title(title, fontsize=10)
+    return fig

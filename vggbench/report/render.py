@@ -17,7 +17,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from .blocks import Block
-from .text import slug
+from .text import slug, unique_slugs, without_absolute_paths
 from .verdicts import NOT_EVIDENCE, VERDICT_COLOURS
 
 # a cell that starts with a number (after an optional bold marker or sign) is right-aligned
@@ -47,12 +47,15 @@ def md_table(df: pd.DataFrame) -> str:
 
 def _contents(blocks: list[Block], start: int) -> str:
     """Links to every h2 and h3 after the contents block, as a nested Markdown list."""
-    lines = []
-    for b in blocks[start + 1:]:
-        if b.kind in ("h2", "h3"):
-            indent = "  " if b.kind == "h3" else ""
-            lines.append(f"{indent}- [{b.text}](#{slug(b.text)})")
-    return "\n".join(lines)
+    heads = [(i, b) for i, b in enumerate(blocks) if b.kind.startswith("h")]
+    anchors = unique_slugs(b.text for _, b in heads)
+    return "\n".join(f"{'  ' if b.kind == 'h3' else ''}- [{b.text}](#{a})"
+                     for (i, b), a in zip(heads, anchors) if i > start and b.kind in ("h2", "h3"))
+
+
+def _plain(text: str) -> str:
+    """A caption as literal text inside the italics it is set in (e.g. `VGG*_Weights`)."""
+    return re.sub(r"([*_\[\]])", r"\\\1", text)
 
 
 def render_md(blocks: list[Block], out: Path) -> str:
@@ -65,14 +68,15 @@ def render_md(blocks: list[Block], out: Path) -> str:
         elif b.kind == "toc":
             parts.append(_contents(blocks, i))
         elif b.kind == "table":
-            parts.append((f"*{b.text}*\n\n" if b.text else "") + md_table(b.df))
+            parts.append((f"*{_plain(b.text)}*\n\n" if b.text else "") + md_table(b.df))
         elif b.kind == "img":
-            parts.append(f"![{b.text}]({b.path.relative_to(out).as_posix()})\n\n*{b.text}*")
-    return "\n\n".join(parts) + "\n"
+            parts.append(f"![{_plain(b.text)}]({b.path.relative_to(out).as_posix()})\n\n*{_plain(b.text)}*")
+    return without_absolute_paths("\n\n".join(parts) + "\n", out)
 
 
 def _verdict_class(text: str) -> str | None:
     """The CSS class of a table cell that is a verdict (verdicts.py)."""
+    text = re.sub(r"^\d+ ", "", text)   # a count of verdicts ("3 reproduced") is coloured as the verdict
     if text.endswith(f"({NOT_EVIDENCE})"):
         return slug(NOT_EVIDENCE)
     return slug(text) if text in VERDICT_COLOURS else None
@@ -82,10 +86,11 @@ def render_html(markdown: str, out: Path) -> str:
     """report.md as one HTML page: headings get anchors, verdict cells a colour, images are inlined."""
     md = MarkdownIt("commonmark", {"html": False}).enable("table")
     tokens = md.parse(markdown)
+    heads = [(tok, nxt) for tok, nxt in zip(tokens, tokens[1:]) if tok.type == "heading_open"]
+    for (tok, _), anchor in zip(heads, unique_slugs(nxt.content for _, nxt in heads)):
+        tok.attrSet("id", anchor)
     for tok, nxt in zip(tokens, tokens[1:]):
-        if tok.type == "heading_open":
-            tok.attrSet("id", slug(nxt.content))
-        elif tok.type == "td_open" and (cls := _verdict_class(nxt.content.strip().strip("*"))):
+        if tok.type == "td_open" and (cls := _verdict_class(nxt.content.strip().strip("*"))):
             tok.attrSet("class", cls)
         elif tok.type == "inline":
             for child in tok.children or []:

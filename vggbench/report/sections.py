@@ -1,64 +1,33 @@
-"""The report's sections around the claims: title, environment, a setting's description, and one
-section per ablation (table of every variant and its plots)."""
+"""A setting's part of the report: what it ran, and one section per ablation in the papers' style
+(a compact table with Δ vs the ablation's baseline, a cost and throughput table, curves)."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import math
 from pathlib import Path
 
 import pandas as pd
 
+from .. import stats
 from ..grid import ABLATIONS
 from ..profiles import PROFILES
 from .blocks import Block, heading, image_block, paragraph, table_block
+from .budget import Budget
+from .overview import setting_title
+from .plots import plot_cost, plot_curves, save_figure, throughput_figure
 from .references import reference_tables
-from .plots import plot_cost, plot_curves, plot_throughput
 from .settings import Setting
-from .text import epochs_text, mean_text, number, mean_std_text, status_counts
+from .text import epochs_text, mean_std_text, mean_text, number, status_counts
+from .throughput import SPREAD_FLAG, ceiling_text, flag, rate_text, summarise
 
 
-
-
-def section_title(settings: list[Setting], results_dir: Path, n_records: int) -> list[Block]:
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    blocks = [heading(1, "VGG ablation report"),
-              paragraph(f"Built {now} by `vggbench report` from {n_records} run records in `{results_dir}/runs/`, "
-                f"grouped into {len(settings)} setting(s)."),
-              paragraph("How to read it: every table says which profile, dataset, number of epochs and seeds it comes from. "
-                "A claim's effect is *treatment − control* with a 95% confidence interval over seeds; the verdict is "
-                "**reproduced** when the interval lies on the claimed side, **contradicted** when it lies on the "
-                "other, and **inconclusive** when it spans the boundary or there are too few seeds. With 2 seeds the t "
-                "interval uses 1 degree of freedom (×12.7 the standard error): inconclusive is the honest answer "
-                "unless an effect is large and consistent.")]
-    for s in settings:
-        blocks.append(paragraph(f"- Setting {s.index}: {len(s.records)} records: {s.caption}"))
-    return blocks
-
-
-def section_environment(all_records: list[dict]) -> list[Block]:
-    rows = []
-    for r in all_records:
-        v = r.get("versions", {})
-        rows.append({"device": r.get("device"), "python": v.get("python"), "torch": v.get("torch"),
-                     "torchvision": v.get("torchvision"), "cuda": v.get("cuda"), "cudnn": v.get("cudnn"),
-                     "pandas": v.get("pandas"), "commit": r.get("commit") or "unknown", "created": r.get("created"),
-                     "wall_s": number(r.get("wall_s"))})
-    df = pd.DataFrame(rows)
-    keys = ["device", "python", "torch", "torchvision", "cuda", "cudnn", "pandas", "commit"]
-    table = (df.fillna({k: "-" for k in keys}).groupby(keys, sort=False)
-             .agg(records=("created", "size"), first=("created", "min"), last=("created", "max"),
-                  **{"compute (h)": ("wall_s", lambda w: f"{w.sum() / 3600:.2f}")})
-             .reset_index())
-    return [heading(2, "Environment"),
-            paragraph("Where and with what the records were produced (from the records themselves)."),
-            table_block(table, "device, library versions, commit and dates of the runs")]
-
-
-def section_setting(s: Setting) -> list[Block]:
+def section_setting(s: Setting, budget: Budget) -> list[Block]:
     r = s.first
     cfg, ds = r["config"], r.get("dataset", {})
     prof = PROFILES.get(s.profile) if s.profile else None
     sizes = ", ".join(f"{k} {ds['sizes'][k]}" for k in ("train", "val", "test") if k in ds.get("sizes", {}))
-    lines = [f"- profile: **{s.profile or 'unknown'}**" + (f": {prof.description}" if prof else "")
+    source = "inferred from the configuration" if s.inferred else "stored with the records"
+    lines = [f"- budget: **{budget.label}**",
+             f"- profile: **{s.profile or 'unknown'}** ({source})" + (f": {prof.description}" if prof else "")
              + (f"; overridden: {', '.join(s.overrides)}" if s.overrides else ""),
              f"- dataset: **{cfg['data']['dataset']}** ({sizes}; {ds.get('classes', s.num_classes)} classes, "
              f"{cfg['data']['image_size']}px; {ds.get('source', '')})",
@@ -67,46 +36,117 @@ def section_setting(s: Setting) -> list[Block]:
              f"augment {cfg['train']['augment']}",
              f"- model: width {cfg['model']['width']:g}, head {cfg['model']['head']}, "
              f"{cfg['model']['num_classes']} classes",
-             f"- seeds: {', '.join(map(str, s.seeds))}; device: {cfg['device']}; {len(s.records)} records"]
+             f"- seeds: {', '.join(map(str, s.seeds))}; device: {cfg['device']}; {len(s.records)} records; "
+             f"compute {sum(number(x.get('wall_s')) for x in s.records) / 3600:.2f} h",
+             "- test top-1 is measured once, after the final epoch; best val top-1 is the best epoch's"]
     if s.superseded:
         lines.append(f"- {s.superseded} older records of the same configurations are superseded by newer ones "
                      "(written before a spec gained a field): the newest record of each cell counts")
-    blocks = [heading(2, f"Setting {s.index}: {s.caption}"), paragraph("\n".join(lines))]
+    blocks = [heading(2, setting_title(s)), paragraph("\n".join(lines))]
     if s.profile == "smoke":
         blocks.append(paragraph("The smoke profile checks the machinery, not the science: synthetic glyphs, a narrow "
-                        "network and a few epochs. A verdict below speaks about this setting only, not the paper's."))
+                                "network and a few epochs. A verdict below speaks about this setting only."))
     return blocks
 
 
-def ablation_table(s: Setting, name: str) -> pd.DataFrame:
+def _delta(s: Setting, name: str, case, base) -> str:
+    """Δ test top-1 vs the baseline case, paired over seeds, with its 95% CI."""
+    if case.id == base.id:
+        return "baseline"
     df = s.rows[s.rows.ablation == name]
+    pick = lambda cid: {int(r.seed): number(r.test_top1) for r in df[df.case == cid].itertuples()}  # noqa: E731
+    iv = stats.effect(pick(case.id), pick(base.id))
+    if not math.isfinite(iv.estimate):
+        return "-"
+    ci = f" [{iv.low:+.1f}, {iv.high:+.1f}]" if iv.defined else ""
+    return f"{iv.estimate:+.1f}{ci} vs {base.id}"
+
+
+def _whole(values) -> str:
+    """Epochs run as whole numbers: one value when all seeds agree, else the range."""
+    v = sorted({int(x) for x in map(number, values) if math.isfinite(x)})
+    return "-" if not v else str(v[0]) if len(v) == 1 else f"{v[0]}–{v[-1]}"
+
+
+def ablation_table(s: Setting, name: str) -> pd.DataFrame:
+    """One row per case: accuracy over seeds, Δ vs the baseline with its CI; the best mean in bold."""
+    ab = ABLATIONS[name]
+    df = s.rows[s.rows.ablation == name]
+    means = {c.id: stats.mean_std(map(number, df[df.case == c.id].test_top1))[0] for c in ab.cases}
+    finite = {k: v for k, v in means.items() if math.isfinite(v)}
+    best = max(finite, key=finite.get) if finite else None
     out = []
-    for case in ABLATIONS[name].cases:
+    for case in ab.cases:
         g = df[df.case == case.id]
         if g.empty:
             out.append({"variant": case.id, "seeds": 0, "status": "no records"})
             continue
-        out.append({
-            "variant": case.id, "seeds": len(g), "test top-1 %": mean_std_text(g.test_top1), "test top-5 %": mean_std_text(g.test_top5),
-            "best val top-1 %": mean_std_text(g.best_val_top1), "params (M)": mean_text(g.params / 1e6, "{:.3f}"),
-            "GMACs": mean_text(g.gmacs, "{:.4f}"), "train img/s": mean_text(g.train_images_per_s, "{:.0f}"),
-            "infer img/s": mean_text(g.infer_images_per_s, "{:.0f}"), "epochs run": mean_text(g.epochs_run, "{:.1f}"),
-            "status": status_counts(g.status)})
+        top1 = mean_std_text(g.test_top1)
+        out.append({"variant": case.id, "seeds": len(g),
+                    "test top-1 %": f"**{top1}**" if case.id == best else top1,
+                    "Δ top-1 [95% CI]": _delta(s, name, case, ab.baseline_of(case)),
+                    "best val top-1 %": mean_std_text(g.best_val_top1), "epochs run": _whole(g.epochs_run),
+                    "status": status_counts(g.status)})
     return pd.DataFrame(out)
 
 
-def section_ablation(s: Setting, name: str, figdir: Path) -> list[Block]:
+def cost_table(s: Setting, name: str) -> pd.DataFrame:
+    """Per case: size, compute, throughput as median (min–max) with its flag, time per epoch, wall time."""
+    df = s.rows[s.rows.ablation == name]
+    thr = summarise(s, name).set_index("case")
+    small = pd.to_numeric(df.gmacs, errors="coerce").max() < 0.1   # GMACs would read 0.0026
+    out = []
+    for case in ABLATIONS[name].cases:
+        g = df[df.case == case.id]
+        if g.empty:
+            continue
+        t = thr.loc[case.id]
+        macs = pd.to_numeric(g.gmacs, errors="coerce") * (1000 if small else 1)
+        out.append({"variant": case.id, "params (M)": mean_text(g.params / 1e6, "{:.3f}"),
+                    "MMACs" if small else "GMACs": mean_text(macs, "{:.1f}" if small else "{:.2f}"),
+                    "train img/s median (min–max)": rate_text(t, "train"),
+                    "infer img/s median (min–max)": rate_text(t, "infer"),
+                    "of matmul ceiling": ceiling_text(t.ceiling_fraction),
+                    "s / epoch": mean_text(g.epoch_s, "{:.2f}"),
+                    "wall s": mean_text(g.wall_s, "{:.0f}"), "throughput note": flag(t) or "-"})
+    return pd.DataFrame(out)
+
+
+def _budget_caption(s: Setting, budget: Budget) -> str:
+    cfg, ds = s.first["config"], s.first.get("dataset", {})
+    train = ds.get("sizes", {}).get("train")
+    return (f"{epochs_text(cfg['train']['epochs'])} on {train or '?'} {cfg['data']['dataset']} training images, "
+            f"width {cfg['model']['width']:g}, batch {cfg['train']['batch_size']}; budget "
+            + ("adequate" if budget.adequate else "not adequate (see the setting)"))
+
+
+def section_ablation(s: Setting, name: str, budget: Budget, figdir: Path) -> list[Block]:
     ab = ABLATIONS[name]
+    df = s.rows[s.rows.ablation == name]
+    n = sorted(df.groupby("case").size().unique())
+    n_text = str(n[0]) if len(n) == 1 else f"{n[0]}–{n[-1]}"
+    compute = pd.to_numeric(df.wall_s, errors="coerce").sum() / 3600
     blocks = [heading(3, f"Ablation: {name}"), paragraph(ab.question),
-              table_block(ablation_table(s, name), f"{name}: mean ± std over seeds; {s.caption}")]
-    if not (s.rows.ablation == name).any():
-        blocks.append(paragraph("No records of this ablation in this setting."))
-        return blocks
+              table_block(ablation_table(s, name),
+                          f"test top-1 mean ± std over seeds (best in bold), Δ paired over seeds; n = {n_text} seeds "
+                          f"per case; {_budget_caption(s, budget)}"),
+              table_block(cost_table(s, name),
+                          f"cost: throughput is the median of the seeds' timings with the extreme repeats; flagged "
+                          f"when (max − min) / median > {SPREAD_FLAG:g}; compute of this ablation {compute:.2f} h "
+                          "(a cell shared with other ablations counts in each)")]
+    thr = summarise(s, name)
     plots = []
     if ab.display.cost_plots:
-        plots.append((plot_cost(s, name, figdir / f"s{s.index}-{name}-cost.png"), "test accuracy vs GMACs and params"))
+        plots.append((plot_cost(s, name, figdir / f"s{s.index}-{name}-cost.png"), "test accuracy vs MACs and params"))
     plots.append((plot_curves(s, name, figdir / f"s{s.index}-{name}-curves.png"),
-                  "learning curves: train loss and val top-1 per epoch"))
-    plots.append((plot_throughput(s, name, figdir / f"s{s.index}-{name}-throughput.png"), "throughput"))
-    blocks += [image_block(p, f"{name}: {what} ({s.caption})") for p, what in plots if p is not None]
+                  "train and val loss, val top-1 and learning rate per epoch"))
+    if not thr.empty and thr.train_median.notna().any():
+        fig = throughput_figure(thr, f"{name}: images/s, median and min–max ({s.first['config']['device']})")
+        plots.append((save_figure(fig, figdir / f"s{s.index}-{name}-throughput.png"), "throughput"))
+    blocks += [image_block(p, f"{name}: {what}") for p, what in plots if p is not None]
     return blocks + reference_tables(s, ab.display.references)
+
+
+def section_unrun(s: Setting, names: list[str]) -> list[Block]:
+    """Ablations without records in a setting: one line, not a section each."""
+    return [paragraph(f"Not run in this setting: {', '.join(names)}.")] if names else []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,7 @@ class Setting:
     profile: str | None
     overrides: list[str] = field(default_factory=list)
     superseded: int = 0      # older records of the same configuration (written before a spec gained a field)
+    inferred: bool = False   # the profile was inferred from the configuration (records without provenance)
 
     @property
     def first(self) -> dict:
@@ -62,6 +64,14 @@ class Setting:
                 f"width {cfg['model']['width']:g}, {cfg['device']}")
 
 
+    @property
+    def short_caption(self) -> str:
+        cfg = self.first["config"]
+        return (f"{self.profile or 'unknown profile'}, {cfg['data']['dataset']}, "
+                f"{epochs_text(cfg['train']['epochs'])}, "
+                f"{len(self.seeds)} seed{'s' * (len(self.seeds) != 1)}")
+
+
 def load_records(results_dir: str | Path) -> list[dict]:
     """Every valid record under <results_dir>/runs/ (see records.read_record)."""
     runs = records.runs_dir(results_dir)
@@ -71,6 +81,15 @@ def load_records(results_dir: str | Path) -> list[dict]:
     if not found:
         raise ValueError(f"no valid run records in {runs}; run `pytest ablations` first")
     return found
+
+
+def provenance_of(record: dict) -> tuple[str | None, list[str], bool]:
+    """The profile a record ran under and its overrides, in words, from the record's stored
+    provenance; (inferred profile, differences, True) for records written without one."""
+    prov = record.get("provenance") or {}
+    if prov.get("profile"):
+        return prov["profile"], [f"{k} {v}" for k, v in sorted((prov.get("overrides") or {}).items())], False
+    return (*profile_of(record), True)
 
 
 def profile_of(record: dict) -> tuple[str | None, list[str]]:
@@ -104,7 +123,7 @@ def _baseline(profile: str | None) -> tuple[ModelSpec, TrainSpec]:
 def setting_key(record: dict) -> str:
     """Everything of a record's configuration except the ablation axes and the seed."""
     cfg = record["config"]
-    profile, _ = profile_of(record)
+    profile, _, _ = provenance_of(record)
     _, base_train = _baseline(profile)
     opt = cfg["train"]["optimizer"]
     default_lr = base_train.lr if base_train.lr is not None else DEFAULT_LR.get(opt)
@@ -134,7 +153,23 @@ def _curve_rows(record: dict, ablation: str, case: str) -> list[dict]:
     res = record.get("result", {})
     return [{"ablation": ablation, "case": case, "seed": record["config"]["seed"], "status": record.get("status"),
              "epoch": h.get("epoch"), "train_loss": h.get("train_loss"), "train_top1": h.get("train_top1"),
-             "val_top1": h.get("val_top1"), "val_loss": h.get("val_loss")} for h in res.get("history", [])]
+             "val_top1": h.get("val_top1"), "val_loss": h.get("val_loss"), "lr": h.get("lr"),
+             "epoch_s": h.get("epoch_s")} for h in res.get("history", [])]
+
+
+EXTRA_COLUMNS = ["num_classes", "params_m", "train_images_per_s_min", "train_images_per_s_max",
+                 "infer_images_per_s_min", "infer_images_per_s_max", "epoch_s"]
+
+
+def _extra_columns(record: dict) -> dict:
+    """What the report shows beyond records.flatten: the throughput range of each timing and the
+    median wall time of an epoch (history epoch_s; absent in records written before it)."""
+    thr = record.get("throughput", {})
+    out = {f"{kind}_images_per_s_{end}": thr.get(kind, {}).get(f"images_per_s_{end}")
+           for kind in ("train", "infer") for end in ("min", "max")}
+    times = [h["epoch_s"] for h in record.get("result", {}).get("history", []) if h.get("epoch_s") is not None]
+    out["epoch_s"] = statistics.median(times) if times else None
+    return out
 
 
 def normalised(record: dict) -> dict:
@@ -162,15 +197,15 @@ def group_settings(all_records: list[dict]) -> list[Setting]:
     settings = []
     for i, group in enumerate(sorted(groups.values(), key=len, reverse=True), 1):
         recs, superseded = newest_per_cell(group)
-        profile, overrides = profile_of(recs[0])
+        profile, overrides, inferred = provenance_of(recs[0])
         rows, curves = [], []
         for r in recs:
             for ablation, case in cases_of(r, profile):
                 row = records.flatten(r, ablation, case)
                 row.update(num_classes=r["config"]["model"]["num_classes"],
-                           params_m=(r.get("params") or math.nan) / 1e6)
+                           params_m=(r.get("params") or math.nan) / 1e6, **_extra_columns(r))
                 rows.append(row)
                 curves += _curve_rows(r, ablation, case)
-        settings.append(Setting(i, recs, pd.DataFrame(rows, columns=records.COLUMNS + ["num_classes", "params_m"]),
-                                pd.DataFrame(curves), profile, overrides, superseded))
+        settings.append(Setting(i, recs, pd.DataFrame(rows, columns=records.COLUMNS + EXTRA_COLUMNS),
+                                pd.DataFrame(curves), profile, overrides, superseded, inferred))
     return settings

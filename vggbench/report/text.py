@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import math
+import os
 import re
+from pathlib import Path
 
 import pandas as pd
 
@@ -41,3 +43,37 @@ def status_counts(statuses) -> str:
 
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def unique_slugs(texts) -> list[str]:
+    """Anchors for headings in order; a repeated one gets -1, -2, ... (as GitHub numbers them)."""
+    seen: dict[str, int] = {}
+    out = []
+    for text in texts:
+        s = slug(text)
+        out.append(f"{s}-{seen[s]}" if s in seen else s)
+        seen[s] = seen.get(s, -1) + 1
+    return out
+
+
+def rel(path: Path, out: Path) -> str:
+    """A path as the report names it: relative to the report's folder."""
+    return Path(os.path.relpath(path, out)).as_posix()
+
+
+_ABSOLUTE = re.compile(r"(?<![\w.:/~-])/(?:[\w.+~-]+/)*[\w.+~-]+/?")
+
+
+def without_absolute_paths(text: str, out: Path) -> str:
+    """Absolute paths in `text` made relative to the report's folder when they lie in the folder
+    above it (the results), else shortened to their last part: a report names no one's folders."""
+    base = out.resolve().parent
+
+    def fix(m: re.Match) -> str:
+        p = Path(m.group(0))
+        try:
+            p.resolve().relative_to(base)
+            return rel(p.resolve(), out.resolve()) + ("/" if m.group(0).endswith("/") else "")
+        except ValueError:
+            return "…/" + p.name
+    return _ABSOLUTE.sub(fix, text)
