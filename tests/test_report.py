@@ -189,8 +189,8 @@ def test_shared_cells_count_in_every_ablation_they_belong_to(built):
     setting = group_settings(list(recs.values()))[0]
     d = next(c for c in cells_for("depth", Options(seeds=1)) if c.case == "D")
     placed = set(map(tuple, setting.rows[setting.rows.cell_id == d.id][["ablation", "case"]].values))
-    assert placed == {("depth", "D"), ("batchnorm", "D-plain"), ("kernel", "D-3x3"), ("init", "D-kaiming"),
-                      ("optimizer", "D-sgd")}
+    assert placed >= {("depth", "D"), ("batchnorm", "D-plain"), ("kernel", "D-3x3"), ("init", "D-kaiming"),
+                      ("optimizer", "D-sgd")}   # (and in any later ablation whose case it also is)
 
 
 def test_tables_show_seeds_and_status_counts(built):
@@ -355,7 +355,7 @@ def test_throughput_that_differs_5x_between_seeds_is_flagged_and_never_drawn_bel
 
 
 def test_report_md_names_no_absolute_path_and_the_html_has_contents(built):
-    results, out, _ = built
+    results, out, recs = built
     md = out["md"].read_text()
     assert str(results) not in md and not re.search(r"(?<![\w.:/~-])/(tmp|root|home|work|usr)/", md)
     assert "`../runs/`" in md and "`../weights/" in md   # relative to the report's folder
@@ -366,7 +366,7 @@ def test_report_md_names_no_absolute_path_and_the_html_has_contents(built):
     links = re.findall(r'<a href="#([^"]+)"', page)
     assert len(ids) == len(set(ids)) and set(links) <= set(ids)
     assert "verdicts" in ids and {"ablation-depth", "claims-setting-1", "environment", "files"} <= set(links)
-    assert '<td style="text-align:right">51</td>' in page   # numbers right-aligned
+    assert f'<td style="text-align:right">{len(recs)}</td>' in page   # numbers right-aligned
 
 @pytest.mark.slow
 def test_pytest_report_option_builds_the_report_at_session_end(tmp_path):
