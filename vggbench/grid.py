@@ -61,9 +61,6 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
     Ablation("optimizer", "SGD with momentum vs Adam vs Adagrad, each at its own learning rate, on D.",
              _cases(*(Case(f"D-{o}", {"config": "D"}, {"optimizer": o}) for o in ("sgd", "adam", "adagrad"))),
              Display(references=("cifar10",))),
-    Ablation("width", "Trial: does a wider D help at the same depth?",
-             _cases(*(Case(f"D-w{w:g}", {"config": "D", "width": w}) for w in (0.125, 0.25))),
-             Display(cost_plots=True)),
 ]}
 
 
