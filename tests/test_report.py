@@ -20,6 +20,7 @@ from vggbench import records
 from vggbench.report import build_report, figures
 from vggbench.report import budget
 from vggbench.report.claims import METRICS, judge_claims, verdict_counts
+from vggbench.report.per_class import confusion
 from vggbench.report.plots import claims_figure, throughput_figure
 from vggbench.report.references import load_references
 from vggbench.report.sections import ablation_table, cost_table
@@ -115,9 +116,10 @@ def built(tmp_path_factory):
     """A results dir with the whole grid (3 seeds), weights for one D cell, and its report."""
     results = tmp_path_factory.mktemp("results")
     recs = write_grid(results)
-    d = next(c for c in cells_for("depth", Options(seeds=1)) if c.case == "D")
     torch.manual_seed(0)
-    save_weights(build_model(d.model), records.weights_path(results, d.id))
+    for case in ("D", "A"):   # weights of the best (D) and the worst (A) depth case with weights
+        cell = next(c for c in cells_for("depth", Options(seeds=1)) if c.case == case)
+        save_weights(build_model(cell.model), records.weights_path(results, cell.id))
     mp = pytest.MonkeyPatch()
     mp.setattr(figures, "load_setting_data", lambda s, data_dir, cache_dir=None: (fake_data(), None))
     try:
@@ -147,6 +149,7 @@ def test_report_has_a_table_and_plots_for_every_ablation_and_the_claims(built):
             assert load_references()[table]["what"] in section
     assert "vgg16_bn" in md and "29.6" in md
     assert "figures/s1-samples.png" in md and "figures/s1-feature-maps.png" in md
+    assert "figures/s1-per-class.png" in md and "- best: D seed 0 (60." in md and "- worst: A seed 0 (50." in md
     assert "profile smoke" in md and "2 epochs" in md and "seeds 0-2 (3)" in md
     for f in out["figures"]:
         assert f.is_file() and f.stat().st_size > 1000
@@ -353,6 +356,13 @@ def test_throughput_that_differs_5x_between_seeds_is_flagged_and_never_drawn_bel
     drawn = [seg[:, 1] for c in ax.collections for seg in c.get_segments()] + [line.get_ydata() for line in ax.lines]
     assert drawn and min(float(min(y)) for y in drawn) >= 150.0   # whiskers end at the lowest repeat, not below 0
 
+
+def test_confusion_counts_every_test_image_once():
+    data = fake_data()
+    always_3 = lambda x: torch.nn.functional.one_hot(torch.full((len(x),), 3), 10).float()  # noqa: E731
+    cm = confusion(always_3, data.test_x, data.test_y, data.mean, data.std, 10, batch=4)
+    assert cm.shape == (10, 10) and int(cm.sum()) == len(data.test_y)
+    assert (cm[:, 3] == torch.bincount(data.test_y, minlength=10)).all() and int(cm.sum()) == int(cm[:, 3].sum())
 
 def test_report_md_names_no_absolute_path_and_the_html_has_contents(built):
     results, out, recs = built

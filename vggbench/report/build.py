@@ -10,6 +10,7 @@ from . import figures
 from .blocks import Block
 from .claims import judge_claims, section_claims
 from .overview import section_environment, section_files, section_summary
+from .per_class import section_per_class
 from .references import load_references
 from .render import render_html, render_md
 from .sections import section_ablation, section_setting, section_unrun
@@ -35,7 +36,8 @@ def build_blocks(results_dir: Path, out: Path, data_dir: str | None = None,
         blocks += section_unrun(s, [name for name in ABLATIONS if name not in ran])
         data, why = figures.load_setting_data(s, data_dir, cache_dir)
         blocks += (figures.section_samples(s, data, why, figdir)
-                   + figures.section_feature_maps(s, data, why, results_dir, out, figdir))
+                   + figures.section_feature_maps(s, data, why, results_dir, out, figdir)
+                   + section_per_class(s, data, results_dir, figdir))
     return blocks + section_environment(all_records) + section_files(results_dir, out)
 
 

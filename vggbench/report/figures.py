@@ -86,16 +86,29 @@ def _feature_record(s: Setting, results_dir: Path) -> dict | None:
     return max(have, key=rank)
 
 
-def feature_maps(record: dict, weights: Path, image, mean, std, channels: int = 6):
-    """Per conv layer (after its ReLU): name, shape and the `channels` most active maps for one image."""
+def trained_model(record: dict, weights: Path):
+    """The record's model with its saved final weights, on the CPU, in eval mode."""
     import torch
-    from torch import nn
 
     from ..models import build_model
 
     model = build_model(ModelSpec(**record["config"]["model"]))
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    model.eval()
+    return model.eval()
+
+
+def normalised_images(images, mean, std):
+    """uint8 N x 3 x H x W -> the float input the model was trained on (the loader's normalisation)."""
+    import torch
+    return (images.float() - torch.tensor(mean).view(1, 3, 1, 1) * 255) / (torch.tensor(std).view(1, 3, 1, 1) * 255)
+
+
+def feature_maps(record: dict, weights: Path, image, mean, std, channels: int = 6):
+    """Per conv layer (after its ReLU): name, shape and the `channels` most active maps for one image."""
+    import torch
+    from torch import nn
+
+    model = trained_model(record, weights)
     taps, names, block, conv = [], [], 1, 0
     for m in model.features:
         if isinstance(m, nn.Conv2d):
@@ -105,9 +118,8 @@ def feature_maps(record: dict, weights: Path, image, mean, std, channels: int = 
             m.register_forward_hook(lambda _m, _i, out: taps.append(out.detach().clone()))
         elif isinstance(m, nn.MaxPool2d):
             block, conv = block + 1, 0
-    x = (image.float()[None] - torch.tensor(mean).view(1, 3, 1, 1) * 255) / (torch.tensor(std).view(1, 3, 1, 1) * 255)
     with torch.no_grad():
-        model(x)
+        model(normalised_images(image[None], mean, std))
     out = []
     for name, t in zip(names, taps):
         t = t[0]
