@@ -353,6 +353,7 @@ def test_throughput_that_differs_5x_between_seeds_is_flagged_and_never_drawn_bel
     assert "MMACs" in table.columns   # the tiny smoke model: MACs in millions, not 0.00x GMACs
     ax = throughput_figure(summarise(setting, "optimizer"), "optimizer").axes[0]
     assert ax.get_ylim()[0] >= 0
+    assert [label.get_text() for label in ax.get_xticklabels()] == ["D-sgd\n(noisy)", "D-adam", "D-adagrad"]
     drawn = [seg[:, 1] for c in ax.collections for seg in c.get_segments()] + [line.get_ydata() for line in ax.lines]
     assert drawn and min(float(min(y)) for y in drawn) >= 150.0   # whiskers end at the lowest repeat, not below 0
 

@@ -1,22 +1,26 @@
 """The results report: `vggbench report` turns whatever run records exist under <results>/runs/
-into report.md and a self-contained report.html (figures embedded as data URIs), with
+into report.md and a self-contained report.html (figures embedded as data URIs).
 
-- per ablation: a table of every variant (mean +- std over seeds, seeds, params, GMACs, throughput,
-  status counts) and seaborn plots (accuracy vs GMACs / params, learning curves, throughput);
-- the claims of the paper and later work, each judged from our seeds (vggbench.stats);
-- the reference figures (vggbench/references.json) beside our numbers;
-- sample training images, feature maps of a trained model, the environment of the runs.
+First screen: each setting's verdicts (reproduced / contradicted / inconclusive / not run) under its
+budget label (budget.py); then per setting its claims, one compact section per ablation that ran
+(Δ vs baseline, cost and throughput, curves, the reference tables the ablation's display names),
+sample images, feature maps and per-class accuracy; then the environment and links to the files.
 
 One module per job:
   settings.py    records grouped into settings and placed in their ablation cases
+  budget.py      the one definition of an adequate training budget
+  verdicts.py    verdict words and colours
   claims.py      claims judged over seeds (paired t, vggbench.stats)
-  sections.py    title, environment, setting and per-ablation sections
+  overview.py    first screen (verdict summary), environment, links to files
+  sections.py    a setting's description and one section per ablation
+  throughput.py  throughput as median (min–max) with its spread flag
   references.py  references.json beside our numbers
   plots.py       seaborn plots
   figures.py     sample images and feature maps (need the data and weights)
-  text.py        numbers as text
+  per_class.py   per-class accuracy of the best and worst case
+  text.py        numbers, anchors and paths as the report's text
   blocks.py      the report as a list of blocks
-  render.py      blocks -> Markdown and HTML
+  render.py      blocks -> Markdown (markdown-it-py) -> HTML (templates/report.html.j2)
   build.py       build_report: the sections in order
 """
 from .build import build_report

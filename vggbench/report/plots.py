@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from ..grid import ABLATIONS
 from ..trainer import DIVERGE_FACTOR
 from .settings import Setting
+from .throughput import flag
 from .verdicts import GREY, NOT_EVIDENCE, NOT_RUN, VERDICT_COLOURS
 from .text import number, status_counts
 
@@ -101,7 +102,8 @@ def plot_curves(s: Setting, name: str, path: Path) -> Path | None:
 
 
 def throughput_figure(summary: pd.DataFrame, title: str) -> Figure:
-    """Median images/s per case with min–max whiskers (throughput.summarise); never below 0."""
+    """Median images/s per case with min–max whiskers (throughput.summarise); never below 0; a case
+    whose timings spread too far (throughput.flag) is labelled noisy."""
     with style():
         fig, ax = new_figure(size=(max(4.5, 0.8 * len(summary) + 2), 3.2))
         ax = ax[0, 0]
@@ -110,7 +112,8 @@ def throughput_figure(summary: pd.DataFrame, title: str) -> Figure:
             med, lo, hi = summary[f"{kind}_median"], summary[f"{kind}_min"], summary[f"{kind}_max"]
             ax.errorbar(x, med, yerr=[(med - lo).clip(lower=0), (hi - med).clip(lower=0)], fmt="o", color=colour,
                         capsize=3, label="inference" if kind == "infer" else kind)
-        ax.set_xticks(range(len(summary)), summary.case, rotation=30, fontsize=8)
+        labels = [r.case + ("\n(noisy)" if flag(r._asdict()).startswith("noisy") else "") for r in summary.itertuples()]
+        ax.set_xticks(range(len(summary)), labels, rotation=30, fontsize=8)
         ax.set_ylim(bottom=0)
         ax.set_ylabel("images / s")
         ax.legend(fontsize=8)
