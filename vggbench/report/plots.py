@@ -14,7 +14,7 @@ from ..trainer import DIVERGE_FACTOR
 from .settings import Setting
 from .throughput import flag
 from .verdicts import GREY, NOT_EVIDENCE, NOT_RUN, VERDICT_COLOURS
-from .text import number, status_counts
+from .text import macs_unit, number, status_counts
 
 
 DPI = 90
@@ -48,10 +48,12 @@ def plot_cost(s: Setting, name: str, path: Path) -> Path | None:
     if df.empty:
         return None
     df["params_m"] = df.params / 1e6
+    factor, unit = macs_unit(df.gmacs)
+    df["macs"] = pd.to_numeric(df.gmacs, errors="coerce") * factor
     order = [c for c in _case_order(name) if c in set(df.case)]
     with style():
         fig, axes = new_figure(1, 2)
-        for ax, x, label in ((axes[0, 0], "gmacs", "GMACs per image"), (axes[0, 1], "params_m", "parameters (M)")):
+        for ax, x, label in ((axes[0, 0], "macs", f"{unit} per image"), (axes[0, 1], "params_m", "parameters (M)")):
             sns.scatterplot(data=df, x=x, y="test_top1", hue="case", hue_order=order, ax=ax, s=30, alpha=0.6,
                             legend=(ax is axes[0, 1]))
             means = df.groupby("case")[[x, "test_top1"]].agg(["mean", "std"])

@@ -16,7 +16,7 @@ from .overview import setting_title
 from .plots import plot_cost, plot_curves, save_figure, throughput_figure
 from .references import reference_tables
 from .settings import Setting
-from .text import epochs_text, mean_std_text, mean_text, number, status_counts
+from .text import epochs_text, macs_unit, mean_std_text, mean_text, number, status_counts
 from .throughput import SPREAD_FLAG, ceiling_text, flag, rate_text, summarise
 
 
@@ -94,16 +94,16 @@ def cost_table(s: Setting, name: str) -> pd.DataFrame:
     """Per case: size, compute, throughput as median (min–max) with its flag, time per epoch, wall time."""
     df = s.rows[s.rows.ablation == name]
     thr = summarise(s, name).set_index("case")
-    small = pd.to_numeric(df.gmacs, errors="coerce").max() < 0.1   # GMACs would read 0.0026
+    factor, unit = macs_unit(df.gmacs)
     out = []
     for case in ABLATIONS[name].cases:
         g = df[df.case == case.id]
         if g.empty:
             continue
         t = thr.loc[case.id]
-        macs = pd.to_numeric(g.gmacs, errors="coerce") * (1000 if small else 1)
+        macs = pd.to_numeric(g.gmacs, errors="coerce") * factor
         out.append({"variant": case.id, "params (M)": mean_text(g.params / 1e6, "{:.3f}"),
-                    "MMACs" if small else "GMACs": mean_text(macs, "{:.1f}" if small else "{:.2f}"),
+                    unit: mean_text(macs, "{:.1f}" if unit == "MMACs" else "{:.2f}"),
                     "train img/s median (min–max)": rate_text(t, "train"),
                     "infer img/s median (min–max)": rate_text(t, "infer"),
                     "of matmul ceiling": ceiling_text(t.ceiling_fraction),

@@ -42,7 +42,9 @@ def status_counts(statuses) -> str:
 
 
 def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    """A heading's anchor as GitHub makes it (lower case, punctuation dropped, spaces to hyphens), so
+    that the contents' links work in report.md on GitHub as in report.html."""
+    return re.sub(r"[^\w\- ]", "", text.strip().lower()).replace(" ", "-")
 
 
 def unique_slugs(texts) -> list[str]:
@@ -77,3 +79,8 @@ def without_absolute_paths(text: str, out: Path) -> str:
         except ValueError:
             return "…/" + p.name
     return _ABSOLUTE.sub(fix, text)
+
+
+def macs_unit(gmacs) -> tuple[float, str]:
+    """(factor, name) to show MACs per image in: millions when GMACs would read 0.00x."""
+    return (1000.0, "MMACs") if pd.to_numeric(pd.Series(gmacs), errors="coerce").max() < 0.1 else (1.0, "GMACs")
