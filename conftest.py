@@ -280,7 +280,8 @@ def _build_report(session) -> str:
     from vggbench.report import build_report as build
 
     try:
-        out = build(session.config.option.results_dir)
+        o = session.config.option   # the session's data and cache folders serve the report's figures too
+        out = build(o.results_dir, data_dir=o.data_dir, cache_dir=o.cache_dir)
     except Exception as err:  # the results stay valid: say what broke, exit non-zero
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
         return f"report FAILED: {type(err).__name__}: {err}"
