@@ -333,7 +333,7 @@ def test_budget_is_adequate_only_for_flat_curves_without_stalls(tmp_path):
     assert judge().adequate   # the init ablation's stalled N(0, 0.01) cells are its finding, not the budget's
     d_adam = next(r for r in recs.values() if r["case"] == "D-adam" and r["config"]["seed"] == 1)
     d_adam["status"] = "stalled"
-    assert judge().reason == "1 cell stalled or diverged: D-adam seed 1 (stalled)"
+    assert judge().reason == "1 cell stalled, diverged or unjudged: D-adam seed 1 (stalled)"
     assert not budget.judge(group_settings(list(write_grid(tmp_path / "two", seeds=1).values()))[0]).adequate
 
 

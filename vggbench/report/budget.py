@@ -6,7 +6,8 @@ a setting is *adequate* when
   2. its validation curves are flat at the end: the median over its completed cells of the val
      top-1 gained per epoch over the last FLAT_EPOCHS epochs is below FLAT_GAIN points;
   3. no cell stalled or diverged, except in an ablation whose display says a stall is its finding
-     (grid.Display.stall_is_outcome, e.g. an initialisation that cannot train a deep net).
+     (grid.Display.stall_is_outcome, e.g. an initialisation that cannot train a deep net), and
+     none is "unjudged" (it ran fewer epochs than the trainer's stall window).
 Otherwise every verdict of the setting is shown as "not evidence" (grey) with the reason.
 """
 from __future__ import annotations
@@ -24,7 +25,8 @@ FLAT_EPOCHS = 3      # epochs at the end of a curve that must be flat
 FLAT_GAIN = 0.5      # val top-1 points gained per epoch below which a curve counts as flat
 DEFINITION = (f"A setting is *adequate* when it ran {FLAT_EPOCHS + 1}+ epochs, its validation top-1 curves gained "
               f"under {FLAT_GAIN:g} points per epoch (median over cells) over the last {FLAT_EPOCHS} epochs, and "
-              "no cell stalled or diverged (except where a stall is the ablation's finding). A cell *stalls* when "
+              "no cell stalled, diverged (except where a stall is the ablation's finding) or stayed unjudged "
+              "(fewer epochs than the stall window). A cell *stalls* when "
               f"its train loss stays within {STALL_TOLERANCE:.0%} of chance (ln C); it *diverges* when the loss "
               "is not finite or explodes. Otherwise its verdicts are *not evidence*.")
 
@@ -40,11 +42,13 @@ class Budget:
 
 
 def _failed_cells(s: Setting) -> list[str]:
-    """Stalled or diverged cells that count against the budget, as 'case seed N (status)'."""
+    """Cells that count against the budget, as 'case seed N (status)': stalled or diverged ones
+    (unless a stall is their ablation's finding) and unjudged ones (too few epochs to tell)."""
     out = []
-    bad = s.rows[s.rows.status.isin(("stalled", "diverged"))]
+    bad = s.rows[s.rows.status.isin(("stalled", "diverged", "unjudged"))]
     for cell_id, g in bad.groupby("cell_id", sort=False):
-        if any(ABLATIONS[a].display.stall_is_outcome for a in g.ablation if a in ABLATIONS):
+        if g.status.iloc[0] != "unjudged" and any(ABLATIONS[a].display.stall_is_outcome
+                                                  for a in g.ablation if a in ABLATIONS):
             continue
         r = g.iloc[0]
         out.append(f"{r.case} seed {r.seed} ({r.status})")
@@ -79,7 +83,7 @@ def judge(s: Setting) -> Budget:
     failed = _failed_cells(s)
     if failed:
         shown = ", ".join(failed[:3]) + (f" and {len(failed) - 3} more" if len(failed) > 3 else "")
-        reasons.append(f"{len(failed)} cell{'s' * (len(failed) != 1)} stalled or diverged: {shown}")
+        reasons.append(f"{len(failed)} cell{'s' * (len(failed) != 1)} stalled, diverged or unjudged: {shown}")
     if reasons:
         return Budget(False, "; ".join(reasons))
     return Budget(True, f"{epochs} epochs, validation curves flat at the end, no stalled cell")

@@ -86,9 +86,9 @@ def load_records(results_dir: str | Path) -> list[dict]:
 def provenance_of(record: dict) -> tuple[str | None, list[str], bool]:
     """The profile a record ran under and its overrides, in words, from the record's stored
     provenance; (inferred profile, differences, True) for records written without one."""
-    prov = record.get("provenance") or {}
-    if prov.get("profile"):
-        return prov["profile"], [f"{k} {v}" for k, v in sorted((prov.get("overrides") or {}).items())], False
+    prov = records.provenance(record)
+    if prov["profile"]:
+        return prov["profile"], [f"{k} {v}" for k, v in sorted((prov["overrides"] or {}).items())], False
     return (*profile_of(record), True)
 
 
