@@ -174,35 +174,33 @@ def build_model(spec: ModelSpec | None = None, **fields) -> VGG:
     return VGG(spec)
 
 
-def analytic_macs(spec: ModelSpec) -> dict[str, int]:
-    """Multiply-adds of conv and linear layers for one image, from the spec alone."""
-    size, in_ch, conv = spec.image_size, 3, 0
+def weight_shapes(spec: ModelSpec) -> list[tuple[str, int, int, int]]:
+    """Every conv and linear layer from the spec alone, in order: (kind, k x k x in, out, output pixels)."""
+    size, in_ch, layers = spec.image_size, 3, []
     for out_ch, kernels in block_plan(spec):
         for k in kernels:
-            conv += k * k * in_ch * out_ch * size * size
+            layers.append(("conv", k * k * in_ch, out_ch, size * size))
             in_ch = out_ch
         size //= 2
     dims = [in_ch * size * size]
     if HEADS[spec.head]:
         dims += [channels(HEADS[spec.head], spec.width)] * 2
     dims.append(spec.num_classes)
-    linear = sum(a * b for a, b in zip(dims, dims[1:]))
-    return {"conv": conv, "linear": linear, "total": conv + linear}
+    return layers + [("linear", a, b, 1) for a, b in zip(dims, dims[1:])]
+
+
+def analytic_macs(spec: ModelSpec) -> dict[str, int]:
+    """Multiply-adds of conv and linear layers for one image, from the spec alone."""
+    macs = {"conv": 0, "linear": 0}
+    for kind, fan_in, out, pixels in weight_shapes(spec):
+        macs[kind] += fan_in * out * pixels
+    return {**macs, "total": macs["conv"] + macs["linear"]}
 
 
 def analytic_params(spec: ModelSpec) -> int:
     """Parameters (weights, biases, BN scales and shifts) from the spec alone, without building it."""
-    in_ch, size, n = 3, spec.image_size, 0
-    for out_ch, kernels in block_plan(spec):
-        for k in kernels:
-            n += k * k * in_ch * out_ch + out_ch + (2 * out_ch if spec.batch_norm else 0)
-            in_ch = out_ch
-        size //= 2
-    dims = [in_ch * size * size]
-    if HEADS[spec.head]:
-        dims += [channels(HEADS[spec.head], spec.width)] * 2
-    dims.append(spec.num_classes)
-    return n + sum(a * b + b for a, b in zip(dims, dims[1:]))
+    return sum(fan_in * out + out + (2 * out if spec.batch_norm and kind == "conv" else 0)
+               for kind, fan_in, out, _ in weight_shapes(spec))
 
 
 def weight_layers(spec: ModelSpec) -> int:
@@ -211,5 +209,4 @@ def weight_layers(spec: ModelSpec) -> int:
 
 
 __all__ = ["CONFIGS", "DEPTHS", "MAX_WIDTH", "ModelSpec", "SpecError", "VGG", "analytic_macs", "analytic_params",
-           "build_model",
-           "block_plan", "init_weights", "weight_layers"]
+           "block_plan", "build_model", "init_weights", "weight_layers", "weight_shapes"]
