@@ -141,8 +141,8 @@ def test_same_seed_same_weights():
     (dict(kernels="5x5"), "unknown kernels '5x5'"),
     (dict(init="orthogonal"), "unknown init 'orthogonal'"),
     (dict(head="big"), "unknown head 'big'"),
-    (dict(width=0), "width 0 must be > 0"),
-    (dict(width=-1), "width -1 must be > 0"),
+    (dict(width=0), "width 0 must be a number > 0"),
+    (dict(width=-1), "width -1 must be a number > 0"),
     (dict(image_size=100), "image size 100 must be a multiple of 32"),
     (dict(num_classes=1), "num_classes 1 must be at least 2"),
 ])
