@@ -30,7 +30,7 @@ def test_k_selects_cases():
     assert collected("-k", "adam") == ["test_optimizer[D-adam-s0]"]
     assert len(collected("-k", "depth")) == 6
     assert len(collected("-k", "depth", "--seeds", "2")) == 12
-    assert len(collected()) == 6 + 6 + 4 + 6 + 3
+    assert len(collected()) == 6 + 6 + 4 + 6 + 3 + 8  # transfer: collected, skipped without --pretrained
 
 
 def test_case_selects_exact_cases():
@@ -77,6 +77,7 @@ def test_xdist_gives_the_same_tables(tmp_path):
     (["--width", "0"], "argument --width: '0' is out of range; width must be a number > 0"),
     (["--seeds", "0"], "argument --seeds: '0' is out of range"),
     (["--image-size", "48"], "image size 48 must be a multiple of 32"),
+    (["--pretrained", "/no/such.pth"], "--pretrained /no/such.pth: no such file; pass torchvision"),
 ])
 def test_bad_options_are_usage_errors(args, message, tmp_path):
     run = pytest_ablations("--collect-only", *args, results=tmp_path)

@@ -41,13 +41,15 @@ def accuracy(cell) -> tuple[float | None, str]:
         return 10.0, "stalled"
     acc = BASE[m.config] - 5.0 * m.batch_norm - 4.0 * (m.kernels == "large") - 1.0 * (m.init == "xavier")
     acc += {"sgd": 0.0, "adam": [3.0, -3.0, 1.0][s], "adagrad": -10.0}[t.optimizer]
+    acc += {"scratch": 0.0, "finetune": 25.0, "frozen": 15.0, "linear": 10.0}[t.transfer]
     acc += [0.0, 0.3, -0.2][s] + (int(cell.id[:4], 16) % 7 - 3) * 0.05  # seed luck + per-cell jitter
     return acc, "ok"
 
 
 @functools.lru_cache(maxsize=None)
 def _params(spec) -> int:
-    return count_params(build_model(spec))["params"]
+    with torch.device("meta"):  # shapes only (the transfer ablation's models are full width)
+        return count_params(build_model(spec))["params"]
 
 
 def make_record(cell, epochs: int | None = None) -> dict:
@@ -123,10 +125,11 @@ def test_report_has_a_table_and_plots_for_every_ablation_and_the_claims(built):
     results, out, _ = built
     md = out["md"].read_text()
     for name in ABLATIONS:
+        s = 2 if ABLATIONS[name].model else 1  # transfer's architecture (width 1, the paper's head): its own setting
         assert f"### Ablation: {name}" in md
         assert f"{name}: mean ± std over seeds; profile smoke" in md   # table caption says where from
-        assert f"figures/s1-{name}-curves.png" in md
-        assert f"figures/s1-{name}-throughput.png" in md
+        assert f"figures/s{s}-{name}-curves.png" in md
+        assert f"figures/s{s}-{name}-throughput.png" in md
     for name in ("depth", "kernel"):
         assert f"figures/s1-{name}-cost.png" in md
     assert "### Claims" in md and "figures/s1-claims.png" in md
@@ -161,8 +164,14 @@ def test_verdicts_match_the_built_in_effects(built):
         "init-D-kaiming": "reproduced", "init-E-kaiming": "reproduced", "init-E-xavier": "reproduced",
         "opt-sgd-vs-adam": "inconclusive",  # -3, +3, -1: noise
         "opt-sgd-vs-adagrad": "reproduced",
+        "transfer-D-finetune": "inconclusive",  # its cells (width 1, the paper's head) are another setting
     }
     assert judged.verdict.to_dict() == expected
+    assert judged.loc["transfer-D-finetune", "why"] == "no records of D-finetune"
+    transfer = next(s for s in report.collect(list(recs.values())) if (s.rows.ablation == "transfer").any())
+    judged_transfer = report.judge_claims(transfer, report.load_references()["claims"]).set_index("id")
+    assert judged_transfer.loc["transfer-D-finetune", "verdict"] == "reproduced"  # +25
+    assert judged_transfer.loc["transfer-D-finetune", "effect"] == pytest.approx(25.0, abs=0.5)
     assert judged.loc["depth-D-vs-A", "effect"] == pytest.approx(10.0, abs=0.5)
     assert judged.loc["opt-sgd-vs-adam", "why"] == "CI spans 0"
     assert judged.loc["depth-D-vs-A", "method"] == "paired t over 3 seeds"
@@ -188,14 +197,15 @@ def test_tables_show_seeds_and_status_counts(built):
     assert init.loc["E-paper", "test top-1 %"] == "10.0 ± 0.0"   # the diverged seed has no test metric
     depth = report.ablation_table(setting, "depth").set_index("variant")
     assert (depth.seeds == SEEDS).all()
-    assert depth.loc["A", "test top-1 %"].startswith("50.")
+    assert float(depth.loc["A", "test top-1 %"].split(" ± ")[0]) == pytest.approx(50.0, abs=0.2)  # 50 + jitter
 
 
 def test_too_few_seeds_is_inconclusive(tmp_path):
     recs = write_grid(tmp_path, seeds=1)
     setting = report.collect(list(recs.values()))[0]
     judged = report.judge_claims(setting, report.load_references()["claims"])
-    accuracy_claims = judged[judged.metric == "test_top1"]
+    # (transfer's cells are another setting: its claim has no records here)
+    accuracy_claims = judged[(judged.metric == "test_top1") & (judged.id != "transfer-D-finetune")]
     assert set(accuracy_claims.verdict) == {"inconclusive"}
     assert accuracy_claims.why.str.startswith("too few seeds").all()
 
