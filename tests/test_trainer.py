@@ -4,10 +4,9 @@ import math
 import pytest
 import torch
 
+from fixtures_data import synthetic_splits
 from vggbench import notices, trainer
-from vggbench.data import synthetic
 from vggbench.checkpoint import Checkpoint
-from vggbench.data import ImageData, channel_stats
 from vggbench.loader import DeviceLoader, random_crop_flip
 from vggbench.models import build_model
 from vggbench.trainer import TrainSpec, TrainSpecError, judge, train
@@ -17,10 +16,7 @@ CPU = torch.device("cpu")
 
 @pytest.fixture(scope="module")
 def tiny():
-    x, y = synthetic.generate(600, 32, seed=5)
-    mean, std = channel_stats(x)
-    return ImageData("tiny", list(synthetic.CLASSES), x[:400], y[:400], x[400:500], y[400:500], x[500:], y[500:],
-                     mean=mean, std=std)
+    return synthetic_splits(400, 100, 100)
 
 
 def model(seed=0, **kw):

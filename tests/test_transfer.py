@@ -14,9 +14,9 @@ import torch
 import torchvision
 from torch import nn
 
+from fixtures_data import synthetic_splits
 from vggbench import pretrained, trainer, transfer
 from vggbench.cells import cells_for
-from vggbench.data import ImageData, channel_stats, synthetic
 from vggbench.measure import count_params, torch_flops, train_step_flops
 from vggbench.models import ModelSpec, build_model
 from vggbench.options import Options
@@ -172,10 +172,7 @@ def test_torchvision_weights_come_from_the_torch_hub_cache_offline(vgg11, tmp_pa
 
 @pytest.fixture(scope="module")
 def tiny():
-    x, y = synthetic.generate(240, 32, seed=5)
-    mean, std = channel_stats(x)
-    return ImageData("tiny", list(synthetic.CLASSES), x[:160], y[:160], x[160:200], y[160:200], x[200:], y[200:],
-                     mean=mean, std=std)
+    return synthetic_splits(160, 40, 40)
 
 
 def small(mode: str) -> nn.Module:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import urllib.error
 from dataclasses import dataclass, field
 from pathlib import Path
 
