@@ -7,7 +7,9 @@ Guarantees (the mistakes it makes impossible):
 - val picks the best epoch; test is evaluated once, at the end, on held-out data;
 - a run that diverges (non-finite or exploding loss) or does not learn (train loss still at
   chance, ln C) stops early and returns a status: "ok" | "diverged" | "stalled"; a run that ends
-  before the stall window (fewer epochs than `stall_epochs`) cannot be judged: "unjudged".
+  before the stall window (fewer epochs than `stall_epochs`) cannot be judged: "unjudged";
+- transfer modes (transfer.py): only trainable parameters reach the optimiser, frozen BatchNorm
+  layers keep their statistics, and pretrained weights get the ImageNet normalisation they expect.
 """
 from __future__ import annotations
 
