@@ -138,7 +138,9 @@ def pytest_generate_tests(metafunc):
         cells = cells_for(name, options(metafunc.config))
     except ValueError as err:
         raise pytest.UsageError(str(err)) from None
-    metafunc.parametrize("cell", cells, ids=[c.test_id for c in cells])
+    # A cell that cannot run here (the transfer ablation without --pretrained) is skipped, saying why.
+    metafunc.parametrize("cell", [pytest.param(c, marks=pytest.mark.skip(reason=c.skip)) if c.skip else c
+                                  for c in cells], ids=[c.test_id for c in cells])
 
 
 @pytest.fixture
@@ -192,7 +194,7 @@ def pytest_runtestloop(session):
     config = session.config
     if config.option.launcher == "inprocess" or config.option.collectonly or not session.items:
         return None
-    cells = {c.id: c for c in map(_cell_of, session.items) if c is not None}
+    cells = {c.id: c for c in map(_cell_of, session.items) if c is not None and not c.skip}
     results_dir = config.option.results_dir
     todo = [c for c in cells.values() if config.option.rerun or finished_record(c, results_dir) is None]
     tr = config.pluginmanager.get_plugin("terminalreporter")

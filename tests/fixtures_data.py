@@ -111,3 +111,13 @@ def cifar_pickles(root: Path, layout: str = "cifar-10-batches-py", per_batch: in
     with open(d / meta[0], "wb") as f:
         pickle.dump(meta[1], f)
     return root, truth
+
+
+def synthetic_splits(train: int, val: int, test: int, size: int = 32, seed: int = 5):
+    """An in-memory ImageData of vggbench's synthetic glyphs: train / val / test of the given sizes."""
+    from vggbench.data import ImageData, channel_stats, synthetic
+
+    x, y = synthetic.generate(train + val + test, size, seed=seed)
+    mean, std = channel_stats(x)
+    a, b = train, train + val
+    return ImageData("tiny", list(synthetic.CLASSES), x[:a], y[:a], x[a:b], y[a:b], x[b:], y[b:], mean=mean, std=std)

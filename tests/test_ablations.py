@@ -78,6 +78,7 @@ def test_xdist_gives_the_same_tables(tmp_path):
     (["--width", "0"], "argument --width: '0' is out of range; width must be a number > 0"),
     (["--seeds", "0"], "argument --seeds: '0' is out of range"),
     (["--image-size", "48"], "image size 48 must be a multiple of 32"),
+    (["--pretrained", "/no/such.pth"], "argument --pretrained: /no/such.pth: no such file; pass torchvision"),
 ])
 def test_bad_options_are_usage_errors(args, message, tmp_path):
     run = pytest_ablations("--collect-only", *args, results=tmp_path)

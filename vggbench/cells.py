@@ -17,6 +17,7 @@ from .measure import resolve_device
 from .models import ModelSpec
 from .options import Options
 from .profiles import PROFILES, Profile
+from .pretrained import Unavailable, Weights, weights_for
 from .trainer import TrainSpec
 
 
@@ -34,6 +35,8 @@ class Cell:
     # Provenance, outside the hash: the profile and the options the user gave (records.provenance).
     profile: str = field(default="", compare=False)
     overrides: tuple[tuple[str, object], ...] = field(default=(), compare=False)
+    weights: Weights | None = None  # pretrained weights it starts from (transfer modes but scratch)
+    skip: str | None = field(default=None, compare=False)  # why it cannot run here (pytest skips it)
 
     @property
     def device_kind(self) -> str:
@@ -45,6 +48,8 @@ class Cell:
                   "data": self.data.identity(), "seed": self.seed, "device": self.device_kind}
         if config["device"] == "cpu":
             config["cpu_threads"] = self.threads  # CPU float results depend on it
+        if self.weights is not None:
+            config["pretrained"] = self.weights.identity()  # the file's sha256 or torchvision's name + hash
         return config
 
     @property
@@ -92,12 +97,25 @@ def cells_for(ablation: Ablation | str, options: Options) -> list[Cell]:
                   if f.name != "profile" and getattr(options, f.name) != f.default)
     out = []
     for case in ablation.cases:
-        model = base.model.replace(**case.model)
+        model = base.model.replace(**{**ablation.model, **case.model})
         train_ = base.train.replace(**case.train)
         if train_.lr is None:
             train_ = train_.replace(lr=train_.learning_rate)  # record the number, not "default"
+        weights, skip = _weights(ablation, model, train_, options.pretrained)
         for seed in range(options.seeds):
             out.append(Cell(ablation.name, case.id, model, train_, data, seed, options.device,
                             (base.bench_batch, base.bench_warmup, base.bench_repeats), base.cpu_threads,
-                            options.profile, given))
+                            options.profile, given, weights=weights, skip=skip))
     return out
+
+
+def _weights(ablation: Ablation, model: ModelSpec, train_: TrainSpec, source: str | None):
+    """(weights, skip reason) of a case. In an ablation that needs pretrained weights, a model the
+    source has none for is skipped, its scratch control too (nothing to compare it with)."""
+    if not ablation.pretrained:
+        return None, None
+    try:
+        weights = weights_for(source, model)
+    except Unavailable as why:
+        return None, str(why)
+    return (weights if train_.pretrained else None), None  # scratch: random init, its id without weights

@@ -4,6 +4,7 @@
   vggbench report [...]           report.md + report.html: tables, plots, claims judged over seeds
   vggbench data prepare NAME      decode a dataset once into the cache; print its splits and the time
   vggbench collect [...]          the tables results/<ablation>.csv from the records (after --no-wait)
+  vggbench pretrained CONFIG      fetch/read ImageNet weights and load them into a VGG (transfer ablation)
 """
 from __future__ import annotations
 
@@ -152,6 +153,26 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_pretrained(args) -> int:
+    """Fetch (into torch.hub's cache) or read pretrained weights and load them into vggbench's VGG:
+    run it where there is internet before a transfer session on an offline machine."""
+    import torch
+
+    from . import pretrained
+
+    spec = ModelSpec(config=args.config, batch_norm=args.bn, image_size=args.image_size, **pretrained.ARCHITECTURE)
+    weights = pretrained.weights_for(args.pretrained, spec)
+    where = (pretrained.cache_path(pretrained.torchvision_weights(spec)) if weights.source == "torchvision"
+             else weights.path)
+    with torch.device("meta" if args.dry_run else "cpu"):
+        model = build_model(spec)
+    if not args.dry_run:
+        pretrained.load_weights(model, weights, new_head=False)
+    print(f"{spec.name} at {spec.image_size}px: {json.dumps(weights.identity())} at {where} "
+          + ("(not read: --dry-run)" if args.dry_run else f"loaded, {sum(p.numel() for p in model.parameters()):,} params"))
+    return 0
+
+
 def _add_model_flags(parser: argparse.ArgumentParser, **defaults) -> None:
     """The model's flags (a ModelSpec's fields), the same for `profile` and `bench`."""
     parser.add_argument("config", nargs="?" if "config" in defaults else None, default=defaults.get("config"),
@@ -208,6 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
                            help="timed repeats; the median is reported with min and max")
             b.add_argument("--json", action="store_true", help="one JSON object instead of the summary")
             b.set_defaults(func=cmd_bench_throughput)
+
+    pt = sub.add_parser("pretrained", help="fetch or read ImageNet weights and load them into a VGG (the "
+                                           "transfer ablation's --pretrained; downloads into torch.hub's cache)")
+    pt.add_argument("config", choices=list(CONFIGS))
+    pt.add_argument("--bn", action="store_true", help="the _bn weights (vgg16_bn ...)")
+    add_to_argparse(pt, Options, ["pretrained", "image_size"], pretrained="torchvision", image_size=224)
+    pt.add_argument("--dry-run", action="store_true", help="say which weights and where, read nothing")
+    pt.set_defaults(func=cmd_pretrained)
 
     co = sub.add_parser("collect", help="aggregate the run records into results/<ablation>.csv (e.g. after "
                                         "`pytest ablations --launcher slurm --no-wait`)")

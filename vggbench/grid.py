@@ -37,6 +37,11 @@ class Ablation:
         if self.display.baseline is not None:
             return next(c for c in self.cases if c.id == self.display.baseline)
         return next(c for c in self.cases if c.model.get("config") == case.model.get("config"))
+    # Model fields every case fixes over the profile and the options; the transfer ablation: the
+    # architecture of the published weights (not an axis: the same for all its cases).
+    model: dict = field(default_factory=dict)
+    # Its cells need --pretrained (cells_for resolves the weights; without them they are skipped).
+    pretrained: bool = False
 
 
 def _cases(*cases: Case) -> tuple[Case, ...]:
@@ -61,6 +66,11 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
     Ablation("optimizer", "SGD with momentum vs Adam vs Adagrad, each at its own learning rate, on D.",
              _cases(*(Case(f"D-{o}", {"config": "D"}, {"optimizer": o}) for o in ("sgd", "adam", "adagrad"))),
              Display(references=("cifar10",))),
+    Ablation("transfer", "ImageNet-pretrained weights vs training from scratch on the chosen data: fine-tune all "
+             "layers, freeze the features, or train only a new last layer (transfer.py).",
+             _cases(*(Case(f"{c}-{m}", {"config": c}, {"transfer": m})
+                      for c in ("D", "A") for m in ("scratch", "finetune", "frozen", "linear"))),
+             model={"head": "paper", "width": 1.0, "kernels": "3x3"}, pretrained=True),
 ]}
 
 

@@ -74,6 +74,20 @@ def torch_flops(model: VGG) -> float:
     return float(counter.get_total_flops())
 
 
+def train_step_flops(model: VGG) -> float:
+    """FlopCounterMode total of one training step's forward + backward for one image. With frozen
+    layers (transfer modes) the backward skips their weight gradients: 3 x forward overstates it."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        model(_dummy(model)).sum().backward()
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return float(counter.get_total_flops())
+
+
 def count_flops(model: VGG) -> dict[str, float]:
     """GMACs (fvcore), GFLOPs (FlopCounterMode) and the analytic count, cross-checked.
 
@@ -262,11 +276,14 @@ def matmul_ceiling(device_str: str, dtype_name: str = "float32", n: int | None =
     return 2 * n**3 / statistics.median(times)
 
 
-def utilisation(gflops_per_image: float, train_images_per_s: float, device: torch.device, dtype_name: str) -> dict:
+def utilisation(gflops_per_image: float, train_images_per_s: float, device: torch.device, dtype_name: str,
+                train_gflops_per_image: float | None = None) -> dict:
     """Achieved training FLOP/s (3 x forward FLOPs per image: forward + two backward products per
-    layer; the first layer's input gradient is not computed, so this slightly overstates) and its
-    fraction of the device's measured dense-matmul rate at this CPU thread count."""
+    layer; the first layer's input gradient is not computed, so this slightly overstates; or the
+    counted train_gflops_per_image of a model with frozen layers) and its fraction of the device's
+    measured dense-matmul rate at this CPU thread count."""
     ceiling = matmul_ceiling(str(device), dtype_name, threads=torch.get_num_threads())
-    achieved = 3 * gflops_per_image * 1e9 * train_images_per_s
+    per_image = 3 * gflops_per_image if train_gflops_per_image is None else train_gflops_per_image
+    achieved = per_image * 1e9 * train_images_per_s
     return {"ceiling_gflop_per_s": ceiling / 1e9, "ceiling_dtype": dtype_name,
             "train_gflop_per_s": achieved / 1e9, "ceiling_fraction": achieved / ceiling}

@@ -18,6 +18,7 @@ from typing import Callable
 
 from .data import DATASETS
 from .models import MAX_WIDTH
+from .pretrained import check_source
 from .profiles import PROFILES
 
 MAX_LR = 10.0  # beyond it a learning rate is a typo, not an experiment
@@ -37,6 +38,15 @@ def number(kind: type, low: float, what: str, high: float | None = None, above: 
         return value
     parse.__name__ = what.split()[0]  # argparse names the option's type by it in its messages
     return parse
+
+
+def weights_source(text: str) -> str:
+    """--pretrained: torchvision or an existing file (pretrained.check_source says what else to pass)."""
+    try:
+        check_source(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
 
 
 def option(help: str, default=None, parse: Callable | None = None, choices=None, flag: bool = False,
@@ -124,6 +134,9 @@ class Options:
     cache_dir: str | None = option("where decoded datasets are cached (default $VGGBENCH_CACHE or ~/.cache/vggbench)")
     skip_bad: bool = option("skip undecodable images (counted) instead of failing", False, flag=True)
     compile: bool = option("torch.compile every model (slow to start; for long runs)", False, flag=True)
+    pretrained: str | None = option("ImageNet weights of the transfer ablation: torchvision (the published vgg11/13/16/19 "
+                                    "weights, via torch.hub's cache) or a torchvision VGG state-dict FILE", None,
+                                    weights_source)
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,11 @@ from .cells import Cell
 from .checkpoint import Checkpoint
 from .data import DataError, ImageData, load_data
 from .measure import (count_flops, count_params, device_name, is_oom, resolve_device,
-                      throughput, utilisation, versions)
+                      throughput, train_step_flops, utilisation, versions)
 from .models import ModelSpec, analytic_macs, build_model
 from .notices import locked
+from .pretrained import load_weights
+from .transfer import freeze
 from .trainer import STATUSES, autocast_dtype, train
 
 # Final weights are kept (results/weights/<cell>.pt) for models up to this size: the report draws
@@ -51,7 +53,10 @@ def measure_throughput(cell: Cell, model: torch.nn.Module, device: torch.device,
         out[kind] = throughput(copy.deepcopy(model), device, batch, train=is_train, warmup=warmup, repeats=repeats,
                                amp_dtype=amp, channels_last=cell.train.channels_last)
     dtype = "bfloat16" if amp is not None else "float32"
-    out.update(utilisation(gflops, out["train"]["images_per_s"], device, dtype))
+    # Frozen layers (transfer modes) cut the backward: count its FLOPs rather than assume 3 x forward.
+    frozen = not all(p.requires_grad for p in model.parameters())
+    train_gflops = train_step_flops(copy.deepcopy(model)) / 1e9 if frozen else None
+    out.update(utilisation(gflops, out["train"]["images_per_s"], device, dtype, train_gflops))
     return out
 
 
@@ -76,6 +81,9 @@ def execute(cell: Cell, checkpoint: Checkpoint | None = None,
                          f"{data.name} has {data.num_classes} at {data.image_size}px: fix --image-size/--profile")
     torch.manual_seed(cell.seed)
     model = build_model(cell.model)
+    if cell.train.pretrained:
+        load_weights(model, cell.weights)  # all but the last layer, which stays new for the data's classes
+    freeze(model, cell.train.transfer)     # before counting: trainable_params is the mode's
     counts = count_params(model)
     flops = count_flops(model)
     thr = measure_throughput(cell, model, device, flops["gflops"])

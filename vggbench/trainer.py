@@ -7,7 +7,9 @@ Guarantees (the mistakes it makes impossible):
 - val picks the best epoch; test is evaluated once, at the end, on held-out data;
 - a run that diverges (non-finite or exploding loss) or does not learn (train loss still at
   chance, ln C) stops early and returns a status: "ok" | "diverged" | "stalled"; a run that ends
-  before the stall window (fewer epochs than `stall_epochs`) cannot be judged: "unjudged".
+  before the stall window (fewer epochs than `stall_epochs`) cannot be judged: "unjudged";
+- transfer modes (transfer.py): only trainable parameters reach the optimiser, frozen BatchNorm
+  layers keep their statistics, and pretrained weights get the ImageNet normalisation they expect.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import pretrained, transfer
 from .data import ImageData
 from .loader import DeviceLoader
 
@@ -53,6 +56,8 @@ class TrainSpec:
     amp: str = "auto"                # "auto": bf16 autocast on CUDA, off on CPU; "off"; "bf16"
     stall_epochs: int = 2            # judge "stalled" from this epoch on
     compile: bool = False            # torch.compile the model (first steps pay the compile time)
+    transfer: str = "scratch"        # transfer.MODES: scratch | finetune | frozen | linear
+    pretrained_lr_scale: float = 1.0  # LR multiplier of the trainable pretrained layers (transfer.py)
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -67,6 +72,15 @@ class TrainSpec:
             raise TrainSpecError(f"batch size {self.batch_size} must be at least 1")
         if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
             raise TrainSpecError(f"learning rate {self.lr} must be a finite number > 0")
+        if self.transfer not in transfer.MODES:
+            raise TrainSpecError(f"unknown transfer {self.transfer!r}: choose one of {', '.join(transfer.MODES)}")
+        if not self.pretrained_lr_scale > 0:
+            raise TrainSpecError(f"pretrained_lr_scale {self.pretrained_lr_scale} must be > 0")
+
+    @property
+    def pretrained(self) -> bool:
+        """Starts from pretrained weights (every transfer mode but scratch)."""
+        return self.transfer != "scratch"
 
     @property
     def learning_rate(self) -> float:
@@ -77,15 +91,19 @@ class TrainSpec:
 
 
 def make_optimizer(model: nn.Module, spec: TrainSpec) -> torch.optim.Optimizer:
-    # No weight decay on biases and BN parameters (1-d tensors), as in most modern recipes.
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": spec.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    """The optimiser over the trainable parameters only (frozen ones have requires_grad=False),
+    one learning rate per transfer group (transfer.lr_groups; one group when training from scratch)."""
     lr = spec.learning_rate
+    groups = []
+    for params, scale in transfer.lr_groups(model, spec.transfer, spec.pretrained_lr_scale):
+        # No weight decay on biases and BN parameters (1-d tensors), as in most modern recipes.
+        groups += [{"params": [p for p in params if p.ndim > 1], "weight_decay": spec.weight_decay, "lr": lr * scale},
+                   {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, "lr": lr * scale}]
+    groups = [g for g in groups if g["params"]]
     cls, kw = {"sgd": (torch.optim.SGD, dict(momentum=spec.momentum, nesterov=spec.nesterov)),
                "adam": (torch.optim.Adam, {}), "adagrad": (torch.optim.Adagrad, {})}[spec.optimizer]
     # One fused kernel per step on CUDA; multi-tensor (foreach) updates elsewhere.
-    if decay and decay[0].is_cuda:
+    if groups[0]["params"][0].is_cuda:
         try:
             return cls(groups, lr=lr, fused=True, **kw)
         except (RuntimeError, TypeError):
@@ -184,7 +202,9 @@ def train(model: nn.Module, data: ImageData, spec: TrainSpec, device: torch.devi
     step_model = torch.compile(model) if spec.compile else model
     amp = autocast_dtype(spec, device)
     bs = spec.batch_size
-    common = dict(mean=data.mean, std=data.std, device=device, channels_last=spec.channels_last)
+    # Pretrained weights expect the normalisation they were trained with; from scratch, the data's own.
+    mean, std = pretrained.normalization() if spec.pretrained else (data.mean, data.std)
+    common = dict(mean=mean, std=std, device=device, channels_last=spec.channels_last)
     train_loader = DeviceLoader(data.train_x, data.train_y, bs, train=True, augment=spec.augment, seed=seed, **common)
     val_loader = DeviceLoader(data.val_x, data.val_y, bs, **common)
     test_loader = DeviceLoader(data.test_x, data.test_y, bs, **common)
@@ -197,7 +217,7 @@ def train(model: nn.Module, data: ImageData, spec: TrainSpec, device: torch.devi
         history = _restore(state, model, opt, per_step, plateau, train_loader)
     for epoch in range(len(history) + 1, spec.epochs + 1):
         start = time.perf_counter()
-        model.train()
+        transfer.train_mode(model)  # frozen BN layers stay in eval mode
         loss_sum = torch.zeros((), device=device, dtype=torch.float64)
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0

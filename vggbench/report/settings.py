@@ -144,6 +144,7 @@ def cases_of(record: dict, profile: str | None) -> list[tuple[str, str]]:
         for case in ab.cases:
             want_m = {k: case.model.get(k, getattr(base_model, k)) for k in AXES_MODEL}
             want_t = {k: case.train.get(k, getattr(base_train, k)) for k in AXES_TRAIN}
+            want_m.update(ab.model)  # fields the ablation fixes for all its cases (transfer: the weights' architecture)
             if all(model.get(k) == v for k, v in want_m.items()) and all(train_.get(k) == v for k, v in want_t.items()):
                 out.append((ab.name, case.id))
     return out
