@@ -160,7 +160,7 @@ def test_corrupt_checkpoint_is_set_aside_and_the_cell_starts_over(tmp_path, clea
         if row["epoch"] == 2:
             raise Killed
 
-    monkeypatch.setattr(run, "train", lambda *a, **k: real_train(*a, on_epoch=killed_in_epoch_2, **k))
+    monkeypatch.setattr(run, "train", lambda *a, **k: real_train(*a, **{**k, "on_epoch": killed_in_epoch_2}))
     with pytest.raises(Killed):
         run_cell(cell, tmp_path)
     monkeypatch.setattr(run, "train", real_train)

@@ -4,6 +4,7 @@
   vggbench report [...]           report.md + report.html: tables, plots, claims judged over seeds
   vggbench data prepare NAME      decode a dataset once into the cache; print its splits and the time
   vggbench collect [...]          the tables results/<ablation>.csv from the records (after --no-wait)
+  vggbench status [...]           the last session's cells: done, running (epoch k/N), failed, not started
 """
 from __future__ import annotations
 
@@ -144,6 +145,13 @@ def cmd_collect(args) -> int:
     return 0
 
 
+def cmd_status(args) -> int:
+    from .status import render, status
+
+    print(render(status(args.results_dir), args.results_dir))
+    return 0
+
+
 def cmd_report(args) -> int:
     from .report import build_report
 
@@ -215,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--ablation", action="append", choices=sorted(ABLATIONS),
                     help="only this ablation (repeatable; default: those of the last session)")
     co.set_defaults(func=cmd_collect)
+
+    st = sub.add_parser("status", help="the last session's cells: done, reused, running (epoch k/N, last write), "
+                                       "interrupted, failed (the error's first line), not started; submitit jobs")
+    add_to_argparse(st, Outputs, ["results_dir"])
+    st.set_defaults(func=cmd_status)
 
     rp = sub.add_parser("report", help="build report.md and report.html from the run records")
     add_to_argparse(rp, Outputs, ["results_dir"])
