@@ -25,10 +25,17 @@ BUILD_MAX_BYTES = 4 << 30
 
 def cmd_profile(args) -> int:
     from .measure import count_flops, count_params, layer_table
+    from .progress import working
 
     spec = _model_spec(args)
-    model = build_model(spec)
-    counts, flops = count_params(model), count_flops(model)
+    with working(f"vggbench profile {spec.name}") as stage:
+        stage("building the model")
+        model = build_model(spec)
+        stage("counting FLOPs (fvcore, FlopCounterMode)")
+        counts, flops = count_params(model), count_flops(model)
+        if not args.json:
+            stage("the per-layer table")
+            rows = layer_table(model)
     summary = {"model": spec.name, "config": spec.config, "batch_norm": spec.batch_norm, "kernels": spec.kernels,
                "head": spec.head, "width": spec.width, "image_size": spec.image_size,
                "num_classes": spec.num_classes, **counts, "gmacs": round(flops["gmacs"], 6),
@@ -36,7 +43,6 @@ def cmd_profile(args) -> int:
     if args.json:
         print(json.dumps(summary))
         return 0
-    rows = layer_table(model)
     widths = {"layer": 16, "type": 18, "output": 14, "params": 14, "macs": 16}
     print("".join(f"{k:<{w}}" if k in ("layer", "type", "output") else f"{k:>{w}}" for k, w in widths.items()))
     print("-" * sum(widths.values()))
@@ -153,9 +159,11 @@ def cmd_status(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from .progress import working
     from .report import build_report
 
-    out = build_report(args.results_dir, args.out, data_dir=args.data_dir, cache_dir=args.cache_dir)
+    with working("vggbench report: reading the records, drawing the figures"):
+        out = build_report(args.results_dir, args.out, data_dir=args.data_dir, cache_dir=args.cache_dir)
     print(f"report: {out['html']} and {out['md']} ({out['tables']} tables, {len(out['figures'])} figures)")
     return 0
 

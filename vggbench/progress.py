@@ -19,6 +19,7 @@ their lines there, each prefixed with the worker's id.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -26,14 +27,11 @@ import time
 from typing import Callable
 
 from .curves import Curves
-from .status import remove_heartbeat, write_heartbeat
+from .records import record_path
+from .status import outcome, remove_heartbeat, write_heartbeat
 
-MODES = ("auto", "bar", "lines", "off")
 
-
-def clock(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
+def clock(seconds: float) -> str:
     seconds = int(round(seconds))
     h, m, s = seconds // 3600, seconds % 3600 // 60, seconds % 60
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
@@ -50,8 +48,6 @@ class Session:
         self.seconds: list[float] = []   # wall time of each cell computed by this process
 
     def done(self) -> int:
-        from .records import record_path
-
         if self.results_dir is None:
             return 0
         return sum(record_path(self.results_dir, c.id).exists() for c in self.cells)
@@ -88,11 +84,7 @@ def epoch_text(row: dict) -> str:
 
 
 def outcome_text(record: dict) -> str:
-    if record.get("status") == "error":
-        err = record.get("error", {})
-        return f"error: {err.get('type')}: {(str(err.get('message', '')).splitlines() or [''])[0]}"
-    top1 = record.get("result", {}).get("test", {}).get("top1")
-    return record.get("status", "?") + (f", test top-1 {top1:.1f}%" if isinstance(top1, float) else "")
+    return ("error: " if record.get("status") == "error" else "") + outcome(record)
 
 
 class LineDisplay(Display):
@@ -302,8 +294,26 @@ def _stderr_line(config) -> Callable[[str], None]:
     return write
 
 
+@contextlib.contextmanager
+def working(what: str):
+    """A spinner with the elapsed time on stderr while a command works (nothing when stderr is not
+    a terminal); yields a function that names the current stage."""
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield lambda stage: None
+        return
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task(what, total=None)
+        yield lambda stage: bar.update(task, description=f"{what}: {stage}")
+
+
 def workers(config) -> int:
     return int(getattr(config, "workerinput", {}).get("workercount", 1))
 
 
-__all__ = ["MODES", "Display", "LineDisplay", "BarDisplay", "Session", "Watch", "for_log", "for_pytest", "workers"]
+__all__ = ["Display", "LineDisplay", "BarDisplay", "Session", "Watch", "for_log", "for_pytest", "working",
+           "workers"]

@@ -104,6 +104,15 @@ def _age(seconds: float) -> str:
         f"{seconds // 60}m{seconds % 60:02d}s ago" if seconds >= 60 else f"{seconds}s ago"
 
 
+def outcome(record: dict) -> str:
+    """A record in a few words: "ok, test top-1 31.1%", or an error's type and first line."""
+    if record.get("status") == "error":
+        err = record.get("error", {})
+        return (f"{err.get('type')}: {err.get('message', '')}".strip().splitlines() or [""])[0]
+    top1 = record.get("result", {}).get("test", {}).get("top1")
+    return record.get("status", "?") + (f", test top-1 {top1:.1f}%" if isinstance(top1, (int, float)) else "")
+
+
 def cell_state(results_dir: str | os.PathLike, cell: dict, started: str | None) -> dict:
     """One row of the status table."""
     row = {**{k: cell[k] for k in ("ablation", "case", "seed", "cell_id")}, "epoch": "", "detail": "",
@@ -111,15 +120,10 @@ def cell_state(results_dir: str | os.PathLike, cell: dict, started: str | None) 
     rec = records.read_record(records.record_path(results_dir, cell["cell_id"]))
     if rec is not None:
         if rec.get("status") == "error":
-            err = rec.get("error", {})
-            first = (f"{err.get('type')}: {err.get('message', '')}".strip().splitlines() or [""])[0]
-            return {**row, "state": "failed", "detail": first[:120]}
-        res = rec.get("result", {})
-        row["epoch"] = f"{res.get('epochs_run', '?')}/{cell['epochs']}"
-        top1 = res.get("test", {}).get("top1")
-        row["detail"] = rec.get("status", "?") + (f", test top-1 {top1:.1f}%" if isinstance(top1, float) else "")
+            return {**row, "state": "failed", "detail": outcome(rec)[:120]}
+        row["epoch"] = f"{rec.get('result', {}).get('epochs_run', '?')}/{cell['epochs']}"
         reused = started is not None and rec.get("created", "") < started
-        return {**row, "state": "reused" if reused else "done"}
+        return {**row, "state": "reused" if reused else "done", "detail": outcome(rec)}
     ckpts = list(records.runs_dir(results_dir).glob(f"{cell['cell_id']}*.ckpt"))
     beat_file = heartbeat_path(results_dir, cell["cell_id"])
     try:
