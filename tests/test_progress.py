@@ -11,7 +11,7 @@ from submitit.helpers import DelayedSubmission
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from test_ablations import pytest_ablations
-from vggbench import records, status
+from vggbench import progress, records, status
 from vggbench.cells import cells_for
 from vggbench.cli import main
 from vggbench.curves import Curves, curves_dir
@@ -69,7 +69,7 @@ def test_run_cell_shows_epochs_then_reused(tmp_path, tiny_cell):
         assert re.fullmatch(EPOCH_LINE.format(case="A", k=k), lines[k - 1]), lines
     top1 = first["result"]["test"]["top1"]
     assert re.fullmatch(rf"vggbench depth A-s0: {first['status']}, test top-1 {top1:.1f}% in \d+:\d\d", lines[2])
-    assert not status.heartbeat_path(tmp_path, tiny_cell.id).exists()  # the record says it all now
+    assert not progress.heartbeat_path(tmp_path, tiny_cell.id).exists()  # the record says it all now
     lines.clear()
     run_cell(tiny_cell, tmp_path, display=LineDisplay(lines.append))
     assert lines == [f"vggbench depth A-s0: reused ({first['status']}, test top-1 "
@@ -109,12 +109,12 @@ def test_status_lists_each_state(tmp_path, tiny_cell, capsys):
     done, reused, failed, running, interrupted, fresh = cells
     status.save_selection(tmp_path, cells)
     rec = {"status": "ok", "result": {"epochs_run": 2, "test": {"top1": 31.5}}}
-    records.write_record(records.record_path(tmp_path, done.id), {**rec, "created": status._now()})
+    records.write_record(records.record_path(tmp_path, done.id), {**rec, "created": progress.now()})
     records.write_record(records.record_path(tmp_path, reused.id), {**rec, "created": "2020-01-01T00:00:00+00:00"})
     records.write_record(records.record_path(tmp_path, failed.id), {
         "status": "error", "error": {"type": "RuntimeError", "message": "CUDA error: an illegal memory access\nmore"}})
     lock = records.record_path(tmp_path, running.id).with_name(f".{running.id}.lock")
-    status.write_heartbeat(tmp_path, running, {**rows(1)[0], "epochs": 2})
+    progress.write_heartbeat(tmp_path, running, {**rows(1)[0], "epochs": 2})
     (records.runs_dir(tmp_path) / f"{interrupted.id}.ckpt").write_bytes(b"state")
     (records.runs_dir(tmp_path) / f".{fresh.id}.lock").touch()  # a lock nobody holds: not running
     # submitit's files for two jobs (as launch.py submits them): one finished, one still out

@@ -1,8 +1,8 @@
 """Live progress of cells while they train: a bar on a terminal, one line per epoch in logs.
 
 run.run_cell tells a `Watch` what its cell does (reused, started, each epoch, finished); the watch
-keeps the cell's TensorBoard curves (curves.py) and its heartbeat for `vggbench status`, and shows
-it on a `Display`:
+keeps the cell's TensorBoard curves (curves.py) and its heartbeat (<results>/progress/<cell>.json,
+rewritten after each epoch, read by `vggbench status`), and shows it on a `Display`:
 
   LineDisplay  one line per epoch (CI logs, Slurm job logs, pytest-xdist workers, --progress lines):
       vggbench depth A-s0: epoch 2/2  train loss 2.274  val top-1 18.0%  1490 img/s  cell ETA 0:00  session 1/2 done, ETA 0:04
@@ -20,21 +20,54 @@ their lines there, each prefixed with the worker's id.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import sys
 import time
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable
 
 from .curves import Curves
-from .records import record_path
-from .status import outcome, remove_heartbeat, write_heartbeat
+from .records import atomic_write, record_path
 
 
 def clock(seconds: float) -> str:
     seconds = int(round(seconds))
     h, m, s = seconds // 3600, seconds % 3600 // 60, seconds % 60
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def outcome(record: dict) -> str:
+    """A record in a few words: "ok, test top-1 31.1%", or an error's type and first line."""
+    if record.get("status") == "error":
+        err = record.get("error", {})
+        return (f"{err.get('type')}: {err.get('message', '')}".strip().splitlines() or [""])[0]
+    top1 = record.get("result", {}).get("test", {}).get("top1")
+    return record.get("status", "?") + (f", test top-1 {top1:.1f}%" if isinstance(top1, (int, float)) else "")
+
+
+def heartbeat_path(results_dir: str | os.PathLike, cell_id: str) -> Path:
+    return Path(results_dir) / "progress" / f"{cell_id}.json"
+
+
+def write_heartbeat(results_dir: str | os.PathLike, cell, row: dict) -> None:
+    """After each epoch of a running cell: where it is, for `vggbench status`."""
+    keep = ("epoch", "epochs", "train_loss", "val_top1")
+    beat = {k: row[k] for k in keep if k in row}
+    if row.get("train_s"):
+        beat["images_per_s"] = row["images"] / row["train_s"]
+    beat.update(updated=now(), host=os.uname().nodename, pid=os.getpid())
+    atomic_write(heartbeat_path(results_dir, cell.id), json.dumps(beat) + "\n")
+
+
+def remove_heartbeat(results_dir: str | os.PathLike, cell_id: str) -> None:
+    heartbeat_path(results_dir, cell_id).unlink(missing_ok=True)
 
 
 class Session:
@@ -90,7 +123,7 @@ def outcome_text(record: dict) -> str:
 class LineDisplay(Display):
     """end_cell: called after a cell's last line (pytest: the test file's prefix for its dot)."""
 
-    def __init__(self, write: Callable[[str], None], prefix: str = "vggbench ", end_cell: Callable[[], None] = None):
+    def __init__(self, write: Callable[[str], None], prefix: str = "vggbench ", end_cell: Callable[[], None] | None = None):
         self.write, self.prefix, self.end_cell = write, prefix, end_cell or (lambda: None)
         self.total = 0
 
@@ -114,7 +147,7 @@ class LineDisplay(Display):
 class BarDisplay(LineDisplay):
     """A tqdm bar per cell written to `file` (an object with write/flush), `columns` wide."""
 
-    def __init__(self, write: Callable[[str], None], file, columns: int, end_cell: Callable[[], None] = None):
+    def __init__(self, write: Callable[[str], None], file, columns: int, end_cell: Callable[[], None] | None = None):
         super().__init__(write, end_cell=end_cell)
         self.file, self.columns, self.bar = file, columns, None
 

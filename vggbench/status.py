@@ -8,8 +8,9 @@ The state of each cell comes from the files its writer keeps up to date:
   reused       the same, written before the session started (the session did not recompute it)
   failed       an error record: its error's first line
   running      the cell's lock (runs/.<cell>.lock) is held: the epoch from its heartbeat
-               (progress/<cell>.json, rewritten after every epoch) and how long ago it was written
-  interrupted  not running, with a checkpoint: the next run resumes it
+               (progress/<cell>.json, rewritten after every epoch by vggbench.progress) and how
+               long ago it or the checkpoint was written
+  interrupted  not running, with a checkpoint or a heartbeat: its process ended without a record
   not started  none of these
 
 For jobs of `--launcher local|slurm` the submitit job of each cell (<results>/submitit/) and its
@@ -22,7 +23,6 @@ import os
 import pickle
 import shutil
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -30,40 +30,19 @@ from filelock import FileLock, Timeout
 
 from . import records
 from .cells import cells_for
+from .progress import heartbeat_path, now, outcome
 from .tables import load_session
 
 SELECTION_FILE = "selection.json"
 COLUMNS = ["ablation", "case", "seed", "state", "epoch", "detail", "last_write", "job", "cell_id"]
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def save_selection(results_dir: str | os.PathLike, cells) -> None:
     """Remember the cells a session selected (in collection order) and when it started."""
     unique = {c.id: c for c in cells}
     records.atomic_write(Path(results_dir) / SELECTION_FILE, json.dumps({
-        "started": _now(), "cells": [{"cell_id": c.id, "ablation": c.ablation, "case": c.case, "seed": c.seed,
+        "started": now(), "cells": [{"cell_id": c.id, "ablation": c.ablation, "case": c.case, "seed": c.seed,
                                       "epochs": c.train.epochs} for c in unique.values()]}, indent=1) + "\n")
-
-
-def heartbeat_path(results_dir: str | os.PathLike, cell_id: str) -> Path:
-    return Path(results_dir) / "progress" / f"{cell_id}.json"
-
-
-def write_heartbeat(results_dir: str | os.PathLike, cell, row: dict) -> None:
-    """After each epoch of a running cell: where it is, for `vggbench status`."""
-    keep = ("epoch", "epochs", "train_loss", "val_top1")
-    beat = {k: row[k] for k in keep if k in row}
-    if row.get("train_s"):
-        beat["images_per_s"] = row["images"] / row["train_s"]
-    beat.update(updated=_now(), host=os.uname().nodename, pid=os.getpid())
-    records.atomic_write(heartbeat_path(results_dir, cell.id), json.dumps(beat) + "\n")
-
-
-def remove_heartbeat(results_dir: str | os.PathLike, cell_id: str) -> None:
-    heartbeat_path(results_dir, cell_id).unlink(missing_ok=True)
 
 
 def selected_cells(results_dir: str | os.PathLike) -> tuple[list[dict], str | None]:
@@ -102,15 +81,6 @@ def _age(seconds: float) -> str:
     seconds = max(0, int(seconds))
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m ago" if seconds >= 3600 else \
         f"{seconds // 60}m{seconds % 60:02d}s ago" if seconds >= 60 else f"{seconds}s ago"
-
-
-def outcome(record: dict) -> str:
-    """A record in a few words: "ok, test top-1 31.1%", or an error's type and first line."""
-    if record.get("status") == "error":
-        err = record.get("error", {})
-        return (f"{err.get('type')}: {err.get('message', '')}".strip().splitlines() or [""])[0]
-    top1 = record.get("result", {}).get("test", {}).get("top1")
-    return record.get("status", "?") + (f", test top-1 {top1:.1f}%" if isinstance(top1, (int, float)) else "")
 
 
 def cell_state(results_dir: str | os.PathLike, cell: dict, started: str | None) -> dict:
