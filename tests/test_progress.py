@@ -1,9 +1,11 @@
 """Watching runs: live progress (pytest with capture on, serial and pytest-xdist), TensorBoard
 curves (one point per epoch, also after a kill and resume) and `vggbench status`."""
+import io
 import json
 import pickle
 import re
 import time
+from types import SimpleNamespace
 
 import pytest
 from filelock import FileLock
@@ -17,7 +19,7 @@ from vggbench.cli import main
 from vggbench.curves import Curves, curves_dir
 from vggbench.launch import CellJob
 from vggbench.options import Options
-from vggbench.progress import LineDisplay
+from vggbench.progress import BarDisplay, LineDisplay, Session
 from vggbench.run import run_cell
 
 TWO_CELLS = ["-k", "depth and (A-s0 or A-LRN)", "--epochs", "2", "--train-subset", "100", "--test-subset", "50",
@@ -157,3 +159,19 @@ def test_status_without_a_session_says_what_to_do(tmp_path, capsys):
         main(["status", "--results-dir", str(tmp_path)])
     assert capsys.readouterr().err == (f"vggbench status: error: {tmp_path / 'selection.json'} is not readable "
                                        "(KeyError): run the session again to rewrite it\n")
+
+
+def test_a_terminal_gets_one_bar_per_cell_redrawn_in_place():
+    out = io.StringIO()
+    cell = SimpleNamespace(ablation="depth", test_id="A-s0", id="0" * 16)
+    bar = BarDisplay(print, out, columns=100)
+    bar.start(cell, Session())
+    for k in (1, 2, 1, 2, 3):  # 1, 2, then started over (an out-of-memory retry at half the batch)
+        bar.epoch(cell, {**rows(k)[0], "epochs": 3}, cell_eta=4.0, session_done=0, session_eta=4.0)
+    bar.finish(cell, {"status": "ok", "result": {"test": {"top1": 12.0}}}, seconds=7.0)
+    lines = out.getvalue().split("\n")
+    assert len(lines) == 3 and lines[-1] == ""  # two bars (the first closed by the retry), each one line
+    frames = lines[1].split("\r")[1:]
+    assert [f.split("|")[0] for f in frames] == [f"depth A-s0 {k}/3 " for k in (0, 1, 2, 3, 3)]
+    assert frames[2].endswith("| train loss 3  val top-1 10.0%  200 img/s  cell ETA 0:04")  # epoch 2: loss 1 + 2
+    assert frames[-1].endswith("| ok, test top-1 12.0% in 0:07") and len(frames[-1]) == 100

@@ -160,6 +160,9 @@ class BarDisplay(LineDisplay):
 
         session = f"  session {session_done}/{self.total} done, ETA {clock(session_eta)}" if self.total else ""
         text = f"{epoch_text(row)}  cell ETA {clock(cell_eta)}{session}"
+        if self.bar is not None and row["epoch"] <= self.bar.n:  # started over (an out-of-memory retry)
+            self.bar.close()
+            self.bar = None
         if self.bar is None:
             self.bar = tqdm(total=row["epochs"], initial=row["epoch"] - 1, desc=_name(cell), unit="epoch",
                             file=self.file, ncols=self.columns, mininterval=0, miniters=1,
