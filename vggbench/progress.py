@@ -145,9 +145,11 @@ class LineDisplay(Display):
 
 
 class BarDisplay(LineDisplay):
-    """A tqdm bar per cell written to `file` (an object with write/flush), `columns` wide."""
+    """A tqdm bar per cell written to `file` (an object with write/flush), `columns` wide (a number,
+    or a function that measures the terminal when a bar starts)."""
 
-    def __init__(self, write: Callable[[str], None], file, columns: int, end_cell: Callable[[], None] | None = None):
+    def __init__(self, write: Callable[[str], None], file, columns: int | Callable[[], int],
+                 end_cell: Callable[[], None] | None = None):
         super().__init__(write, end_cell=end_cell)
         self.file, self.columns, self.bar = file, columns, None
 
@@ -165,7 +167,8 @@ class BarDisplay(LineDisplay):
             self.bar = None
         if self.bar is None:
             self.bar = tqdm(total=row["epochs"], initial=row["epoch"] - 1, desc=_name(cell), unit="epoch",
-                            file=self.file, ncols=self.columns, mininterval=0, miniters=1,
+                            file=self.file, ncols=self.columns() if callable(self.columns) else self.columns,
+                            mininterval=0, miniters=1,
                             bar_format=self._format(text))
         self.bar.bar_format = self._format(text)
         self.bar.update(1)
@@ -264,6 +267,10 @@ class _Live:
         with self.capman.global_and_fixture_disabled():
             self.tr.write(text, flush=True)
 
+    def columns(self) -> int:
+        with self.capman.global_and_fixture_disabled():  # captured, stdout is a file: no width
+            return shutil.get_terminal_size().columns
+
     def line(self, text: str) -> None:
         self.begin()
         self.write(text if self.leave_open else text + "\n")
@@ -311,8 +318,7 @@ def for_pytest(config, mode: str = "auto") -> Display:
     live = _Live(config)
     tty = bool(getattr(live.tr, "isatty", False))
     if mode == "bar" or (mode == "auto" and tty):
-        columns = shutil.get_terminal_size().columns
-        return BarDisplay(live.line, _BarFile(live), columns, live.end_cell)
+        return BarDisplay(live.line, _BarFile(live), live.columns, live.end_cell)
     return LineDisplay(live.line, end_cell=live.end_cell)
 
 
