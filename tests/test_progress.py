@@ -173,5 +173,5 @@ def test_a_terminal_gets_one_bar_per_cell_redrawn_in_place():
     assert len(lines) == 3 and lines[-1] == ""  # two bars (the first closed by the retry), each one line
     frames = lines[1].split("\r")[1:]
     assert [f.split("|")[0] for f in frames] == [f"depth A-s0 {k}/3 " for k in (0, 1, 2, 3, 3)]
-    assert frames[2].endswith("| train loss 3  val top-1 10.0%  200 img/s  cell ETA 0:04")  # epoch 2: loss 1 + 2
+    assert frames[2].endswith("| loss 3  val 10.0%  200 img/s  ETA 0:04")  # epoch 2: loss 1 + 2
     assert frames[-1].endswith("| ok, test top-1 12.0% in 0:07") and len(frames[-1]) == 100

@@ -160,8 +160,10 @@ class BarDisplay(LineDisplay):
     def epoch(self, cell, row, cell_eta, session_done, session_eta):
         from tqdm import tqdm
 
-        session = f"  session {session_done}/{self.total} done, ETA {clock(session_eta)}" if self.total else ""
-        text = f"{epoch_text(row)}  cell ETA {clock(cell_eta)}{session}"
+        # shorter than a line: the bar shares the terminal's width with it
+        text = epoch_text(row).replace("train loss", "loss").replace("val top-1", "val") + f"  ETA {clock(cell_eta)}"
+        if self.total:
+            text += f" (session {session_done}/{self.total} done, {clock(session_eta)})"
         if self.bar is not None and row["epoch"] <= self.bar.n:  # started over (an out-of-memory retry)
             self.bar.close()
             self.bar = None
