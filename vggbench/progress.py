@@ -5,7 +5,8 @@ keeps the cell's TensorBoard curves (curves.py) and its heartbeat (<results>/pro
 rewritten after each epoch, read by `vggbench status`), and shows it on a `Display`:
 
   LineDisplay  one line per epoch (CI logs, Slurm job logs, pytest-xdist workers, --progress lines):
-      vggbench depth A-s0: epoch 2/2  train loss 2.274  val top-1 18.0%  1490 img/s  cell ETA 0:00  session 1/2 done, ETA 0:04
+      vggbench depth A-s0: epoch 2/2  train loss 2.111  val top-1 30.6%  1835 img/s  cell ETA 0:00  session 0/6 done, ETA 0:47
+      (a line of `pytest ablations -k depth` on the smoke profile)
   BarDisplay   a tqdm bar per cell that redraws in place (a terminal), left on screen when the cell ends.
 
 Everything comes from the trainer's per-epoch row (values already on the host after the epoch's one
