@@ -124,7 +124,8 @@ def outcome_text(record: dict) -> str:
 class LineDisplay(Display):
     """end_cell: called after a cell's last line (pytest: the test file's prefix for its dot)."""
 
-    def __init__(self, write: Callable[[str], None], prefix: str = "vggbench ", end_cell: Callable[[], None] | None = None):
+    def __init__(self, write: Callable[[str], None], prefix: str = "vggbench ",
+                 end_cell: Callable[[], None] | None = None):
         self.write, self.prefix, self.end_cell = write, prefix, end_cell or (lambda: None)
         self.total = 0
 
@@ -316,7 +317,8 @@ def for_pytest(config, mode: str = "auto") -> Display:
     worker = getattr(config, "workerinput", {}).get("workerid")
     if worker is not None:
         return LineDisplay(_stderr_line(config), prefix=f"[{worker}] vggbench ")
-    if config.pluginmanager.getplugin("terminalreporter") is None or config.pluginmanager.getplugin("capturemanager") is None:
+    plugins = config.pluginmanager
+    if plugins.getplugin("terminalreporter") is None or plugins.getplugin("capturemanager") is None:
         return for_log(sys.__stderr__)
     live = _Live(config)
     tty = bool(getattr(live.tr, "isatty", False))
