@@ -115,10 +115,11 @@ def test_status_lists_each_state(tmp_path, tiny_cell, capsys):
     records.write_record(records.record_path(tmp_path, reused.id), {**rec, "created": "2020-01-01T00:00:00+00:00"})
     records.write_record(records.record_path(tmp_path, failed.id), {
         "status": "error", "error": {"type": "RuntimeError", "message": "CUDA error: an illegal memory access\nmore"}})
-    lock = records.record_path(tmp_path, running.id).with_name(f".{running.id}.lock")
+    lock = records.lock_path(tmp_path, running.id)
+    lock.parent.mkdir(parents=True)
     progress.write_heartbeat(tmp_path, running, {**rows(1)[0], "epochs": 2})
     (records.runs_dir(tmp_path) / f"{interrupted.id}.ckpt").write_bytes(b"state")
-    (records.runs_dir(tmp_path) / f".{fresh.id}.lock").touch()  # a lock nobody holds: not running
+    records.lock_path(tmp_path, fresh.id).touch()  # a lock nobody holds: not running
     # submitit's files for two jobs (as launch.py submits them): one finished, one still out
     for job_id, cell, result in (("4241", done, ("success", {})), ("4242", running, None)):
         folder = tmp_path / "submitit" / job_id

@@ -7,7 +7,7 @@ The state of each cell comes from the files its writer keeps up to date:
   done         a record (runs/<cell>.json) with status ok / diverged / stalled, written this session
   reused       the same, written before the session started (the session did not recompute it)
   failed       an error record: its error's first line
-  running      the cell's lock (runs/.<cell>.lock) is held: the epoch from its heartbeat
+  running      the cell's lock (.locks/<cell>.lock) is held: the epoch from its heartbeat
                (progress/<cell>.json, rewritten after every epoch by vggbench.progress) and how
                long ago it or the checkpoint was written
   interrupted  not running, with a checkpoint or a heartbeat: its process ended without a record
@@ -64,8 +64,7 @@ def selected_cells(results_dir: str | os.PathLike) -> tuple[list[dict], str | No
 
 def lock_held(results_dir: str | os.PathLike, cell_id: str) -> bool:
     """Whether another process holds the cell's lock (run.run_cell holds it while the cell runs)."""
-    path = records.record_path(results_dir, cell_id)
-    lock_file = path.with_name(f".{path.stem}.lock")
+    lock_file = records.lock_path(results_dir, cell_id)
     if not lock_file.exists():
         return False
     lock = FileLock(str(lock_file), timeout=0)
