@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from vggbench import launch, notices, records, tables
+from vggbench import launch, notices, progress, records, status, tables
 from vggbench.cells import baseline, cells_for
 from vggbench.data import load_data
 from vggbench.faults import injected
@@ -33,6 +33,7 @@ _LAUNCH_KEY = pytest.StashKey[launch.Launched]()
 _SESSION_KEY = pytest.StashKey[pytest.Session]()
 _FIRST_ERRORS_KEY = pytest.StashKey[list]()
 _NOTICES_KEY = pytest.StashKey[list]()
+_PROGRESS_KEY = pytest.StashKey[tuple]()
 
 
 def pytest_addoption(parser):
@@ -156,7 +157,9 @@ def measured(cell, request, record_property):
             if launched is not None and cell.id in launched.submitted:
                 record = _launched_record(launched, cell, cfg.option.results_dir)
             else:
-                record = run_cell(cell, cfg.option.results_dir, rerun=cfg.option.rerun)
+                display, session = cfg.stash.get(_PROGRESS_KEY, (None, None))
+                record = run_cell(cell, cfg.option.results_dir, rerun=cfg.option.rerun, display=display,
+                                  session=session)
         finally:
             record_property("notices", list(said))
     record_property("status", record["status"])
@@ -185,6 +188,18 @@ def _cell_of(item):
     """The Cell a collected ablation test runs, or None for any other test."""
     callspec = getattr(item, "callspec", None)
     return callspec.params.get("cell") if callspec is not None else None
+
+
+def pytest_collection_finish(session):
+    """The session's cells: for the progress display (vggbench.progress) and `vggbench status`."""
+    config = session.config
+    cells = [c for c in map(_cell_of, session.items) if c is not None]
+    if config.option.collectonly or not cells:
+        return
+    config.stash[_PROGRESS_KEY] = (progress.for_pytest(config, config.option.progress),
+                                   progress.Session(cells, config.option.results_dir, progress.workers(config)))
+    if getattr(config, "workerinput", {}).get("workerid", "gw0") == "gw0":  # xdist: the controller collects nothing
+        status.save_selection(config.option.results_dir, cells)
 
 
 @pytest.hookimpl(tryfirst=True)

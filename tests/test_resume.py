@@ -16,8 +16,10 @@ import pytest
 import torch
 
 from test_ablations import ROOT, pytest_ablations
+from test_progress import scalars
 from vggbench import records
 from vggbench.checkpoint import Checkpoint
+from vggbench.curves import curves_dir
 
 # Cell A-bn of the batchnorm ablation at an LR where it learns (status ok, all 3 epochs): 160 images
 # at batch 32 are 5 steps an epoch, so training step 8 is the third step of epoch 2 (the last
@@ -111,6 +113,11 @@ def test_sigkill_mid_epoch_then_restart_equals_uninterrupted(tmp_path, uninterru
     ref_results, ref = uninterrupted
     assert_same_result(rec, ref, results, ref_results)
     assert_no_partial_file(results, rec["cell_id"])
+    # TensorBoard: the killed run's epoch 1, then the resumed run's 2 and 3: the uninterrupted curves
+    resumed, whole = (scalars(curves_dir(r, "batchnorm", "A-bn", 0)) for r in (results, ref_results))
+    for tag in ("Loss/train", "Loss/val", "Accuracy/train", "Accuracy/val", "LR"):
+        assert [step for step, _ in resumed[tag]] == [1, 2, 3], tag
+        assert resumed[tag] == whole[tag], tag
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@
   vggbench data prepare NAME      decode a dataset once into the cache; print its splits and the time
   vggbench collect [...]          the tables results/<ablation>.csv from the records (after --no-wait)
   vggbench pretrained CONFIG      fetch/read ImageNet weights and load them into a VGG (transfer ablation)
+  vggbench status [...]           the last session's cells: done, running (epoch k/N), failed, not started
 """
 from __future__ import annotations
 
@@ -25,10 +26,17 @@ BUILD_MAX_BYTES = 4 << 30
 
 def cmd_profile(args) -> int:
     from .measure import count_flops, count_params, layer_table
+    from .progress import working
 
     spec = _model_spec(args)
-    model = build_model(spec)
-    counts, flops = count_params(model), count_flops(model)
+    with working(f"vggbench profile {spec.name}") as stage:
+        stage("building the model")
+        model = build_model(spec)
+        stage("counting FLOPs (fvcore, FlopCounterMode)")
+        counts, flops = count_params(model), count_flops(model)
+        if not args.json:
+            stage("the per-layer table")
+            rows = layer_table(model)
     summary = {"model": spec.name, "config": spec.config, "batch_norm": spec.batch_norm, "kernels": spec.kernels,
                "head": spec.head, "width": spec.width, "image_size": spec.image_size,
                "num_classes": spec.num_classes, **counts, "gmacs": round(flops["gmacs"], 6),
@@ -36,7 +44,6 @@ def cmd_profile(args) -> int:
     if args.json:
         print(json.dumps(summary))
         return 0
-    rows = layer_table(model)
     widths = {"layer": 16, "type": 18, "output": 14, "params": 14, "macs": 16}
     print("".join(f"{k:<{w}}" if k in ("layer", "type", "output") else f"{k:>{w}}" for k, w in widths.items()))
     print("-" * sum(widths.values()))
@@ -145,10 +152,19 @@ def cmd_collect(args) -> int:
     return 0
 
 
+def cmd_status(args) -> int:
+    from .status import render, status
+
+    print(render(status(args.results_dir), args.results_dir))
+    return 0
+
+
 def cmd_report(args) -> int:
+    from .progress import working
     from .report import build_report
 
-    out = build_report(args.results_dir, args.out, data_dir=args.data_dir, cache_dir=args.cache_dir)
+    with working("vggbench report: reading the records, drawing the figures"):
+        out = build_report(args.results_dir, args.out, data_dir=args.data_dir, cache_dir=args.cache_dir)
     print(f"report: {out['html']} and {out['md']} ({out['tables']} tables, {len(out['figures'])} figures)")
     return 0
 
@@ -244,6 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--ablation", action="append", choices=sorted(ABLATIONS),
                     help="only this ablation (repeatable; default: those of the last session)")
     co.set_defaults(func=cmd_collect)
+
+    st = sub.add_parser("status", help="the last session's cells: done, reused, running (epoch k/N, last write), "
+                                       "interrupted, failed (the error's first line), not started; submitit jobs")
+    add_to_argparse(st, Outputs, ["results_dir"])
+    st.set_defaults(func=cmd_status)
 
     rp = sub.add_parser("report", help="build report.md and report.html from the run records")
     add_to_argparse(rp, Outputs, ["results_dir"])

@@ -33,6 +33,7 @@ from submitit.helpers import Checkpointable, DelayedSubmission
 
 from .cells import Cell
 from .options import number, option
+from .progress import for_log
 from .run import run_cell
 
 LAUNCHERS = ("inprocess", "local", "debug", "slurm")
@@ -133,7 +134,7 @@ class CellJob(Checkpointable):
         if cell.id != self.cell_id:  # e.g. --device auto is a CPU here but was a GPU at submission
             raise RuntimeError(f"cell {self.cell_id} is cell {cell.id} on this node (device {cell.device_kind}): "
                                "give the jobs a GPU (--slurm-gpus-per-task) or run with --device cpu")
-        return outcome(run_cell(cell, results_dir, rerun=rerun))
+        return outcome(run_cell(cell, results_dir, rerun=rerun, display=for_log()))  # epochs in the job's log
 
     def checkpoint(self, cell: Cell, results_dir: str, rerun: bool = False) -> DelayedSubmission:
         """Pre-empted or out of time: requeue. The requeued job resumes from the cell's last

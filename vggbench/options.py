@@ -149,3 +149,5 @@ class Outputs:
     rerun: bool = option("recompute cells that already have a record", False, flag=True, pytest_only=True)
     report: bool = option("build the report (as `vggbench report`) into <results-dir>/report at session end",
                           False, flag=True, pytest_only=True)
+    progress: str = option("live progress of each cell: auto (a bar on a terminal, else one line per epoch), "
+                           "bar, lines or off", "auto", choices=("auto", "bar", "lines", "off"), pytest_only=True)

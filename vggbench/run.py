@@ -29,6 +29,7 @@ from .models import ModelSpec, analytic_macs, build_model
 from .notices import locked
 from .pretrained import load_weights
 from .transfer import freeze
+from .progress import Display, Session, Watch
 from .trainer import STATUSES, autocast_dtype, train
 
 # Final weights are kept (results/weights/<cell>.pt) for models up to this size: the report draws
@@ -61,9 +62,10 @@ def measure_throughput(cell: Cell, model: torch.nn.Module, device: torch.device,
 
 
 def execute(cell: Cell, checkpoint: Checkpoint | None = None,
-            batch_size: int | None = None) -> tuple[dict, torch.nn.Module]:
+            batch_size: int | None = None, on_epoch=None) -> tuple[dict, torch.nn.Module]:
     """Measure and train one cell; returns its record (not yet written) and the trained model.
-    batch_size: train at this batch instead of the cell's (run_cell's out-of-memory retries)."""
+    batch_size: train at this batch instead of the cell's (run_cell's out-of-memory retries);
+    on_epoch: the trainer's per-epoch callback."""
     t0 = time.perf_counter()
     hooks = faults.injected()
     if hooks.get("error") in ("*", cell.case):
@@ -88,7 +90,7 @@ def execute(cell: Cell, checkpoint: Checkpoint | None = None,
     flops = count_flops(model)
     thr = measure_throughput(cell, model, device, flops["gflops"])
     faults.install_hooks(model, hooks)
-    result = train(model, data, spec, device, seed=cell.seed, checkpoint=checkpoint)
+    result = train(model, data, spec, device, seed=cell.seed, checkpoint=checkpoint, on_epoch=on_epoch)
     wall_s = time.perf_counter() - t0
     earlier = checkpoint.earlier if checkpoint is not None else {"attempts": 0, "wall_s": 0.0, "epoch": 0}
     return {
@@ -119,7 +121,8 @@ def finished_record(cell: Cell, results_dir: str | os.PathLike, set_aside_corrup
     return record if record is not None and record.get("status") != "error" else None
 
 
-def run_cell(cell: Cell, results_dir: str | os.PathLike, rerun: bool = False) -> dict:
+def run_cell(cell: Cell, results_dir: str | os.PathLike, rerun: bool = False, display: Display | None = None,
+             session: Session | None = None) -> dict:
     """The cell's record: reused if a finished one exists (unless rerun), else computed and written.
     A file lock makes concurrent workers asking for the same cell compute it once.
 
@@ -127,22 +130,28 @@ def run_cell(cell: Cell, results_dir: str | os.PathLike, rerun: bool = False) ->
     out-of-memory the cell is retried at half the batch (recorded in "oom_retries"). Any other
     exception becomes an error record (status "error", with the traceback), which is returned,
     not raised, so that a session goes on; it is never reused as a result. If even the error record
-    cannot be written (a full disk), it is returned unwritten, its message saying so."""
+    cannot be written (a full disk), it is returned unwritten, its message saying so.
+
+    While it trains, the cell's progress is shown on `display` (progress.py), its curves go to
+    <results>/tensorboard/ and its heartbeat to <results>/progress/ (for `vggbench status`)."""
     path = records.record_path(results_dir, cell.id)
     lock = records.lock_path(results_dir, cell.id)
     for folder in (path.parent, lock.parent):
         folder.mkdir(parents=True, exist_ok=True)
+    watch = Watch(cell, results_dir, display, session)
     with locked(lock, f"cell {cell.ablation}/{cell.case} (seed {cell.seed})"):
         if rerun:
             _remove_own_files(path, cell.id, records.weights_path(results_dir, cell.id), record=True)
         else:
             record = finished_record(cell, results_dir, set_aside_corrupt=True)
             if record is not None:
+                watch.reused(record)
                 return {**record, "reused": True}
         # Temporary files of this cell left by a killed writer: no one else writes them (the lock).
         _remove_own_files(path, cell.id, records.weights_path(results_dir, cell.id))
+        watch.start()
         try:
-            record, model = _execute_retrying_oom(cell, path)
+            record, model = _execute_retrying_oom(cell, path, watch.epoch)
             if record["params"] <= SAVE_WEIGHTS_MAX_PARAMS:
                 save_weights(model, records.weights_path(results_dir, cell.id))
             record = records.write_record(path, record)
@@ -153,8 +162,13 @@ def run_cell(cell: Cell, results_dir: str | os.PathLike, rerun: bool = False) ->
             except OSError as write_err:
                 record["error"]["unwritten"] = f"{type(write_err).__name__}: {write_err}"
             _remove_own_files(path, cell.id, records.weights_path(results_dir, cell.id))
+            watch.finish(record)
             return {**record, "reused": False}
+        except BaseException:
+            watch.abort()
+            raise
         _remove_own_files(path, cell.id, checkpoints=True)  # the record is the result now
+        watch.finish(record)
     return {**record, "reused": False}
 
 
@@ -165,12 +179,12 @@ def _checkpoint(path: Path, cell: Cell, batch_size: int) -> Checkpoint:
     return Checkpoint(path.with_suffix(suffix))
 
 
-def _execute_retrying_oom(cell: Cell, path: Path) -> tuple[dict, torch.nn.Module]:
+def _execute_retrying_oom(cell: Cell, path: Path, on_epoch=None) -> tuple[dict, torch.nn.Module]:
     batch, retries = cell.train.batch_size, []
     while True:
         checkpoint = _checkpoint(path, cell, batch)
         try:
-            record, model = execute(cell, checkpoint, batch_size=batch)
+            record, model = execute(cell, checkpoint, batch_size=batch, on_epoch=on_epoch)
             break
         except Exception as err:
             if not is_oom(err) or batch == 1:

@@ -191,7 +191,10 @@ def train(model: nn.Module, data: ImageData, spec: TrainSpec, device: torch.devi
 
     With `checkpoint` (a checkpoint.Checkpoint), the full training state (model, optimiser,
     schedulers, RNG states, history) is saved after every epoch and a run that was killed resumes
-    from its last epoch, ending exactly as an uninterrupted run would (bit-identical on CPU)."""
+    from its last epoch, ending exactly as an uninterrupted run would (bit-identical on CPU).
+
+    `on_epoch(row)` is called after each epoch with the history row plus "epochs" (planned),
+    "images" (trained on) and "train_s" (seconds of the epoch's training, without evaluation)."""
     torch.manual_seed(seed)
     fmt = torch.channels_last if spec.channels_last else torch.contiguous_format
     model = model.to(device, memory_format=fmt)
@@ -237,6 +240,7 @@ def train(model: nn.Module, data: ImageData, spec: TrainSpec, device: torch.devi
             correct += (out.detach().argmax(1) == y).sum()
             seen += len(y)
         train_loss = (loss_sum / max(seen, 1)).item()  # the epoch's one sync
+        train_s = time.perf_counter() - start
         row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "train_top1": (correct * 100.0 / max(seen, 1)).item()}
         status = judge(train_loss, epoch, data.num_classes, spec)
         if status != "diverged":
@@ -246,8 +250,8 @@ def train(model: nn.Module, data: ImageData, spec: TrainSpec, device: torch.devi
                 plateau.step(val["loss"])
         row["epoch_s"] = time.perf_counter() - start  # train + val; both end in a host sync (.item())
         history.append(row)
-        if on_epoch is not None:
-            on_epoch(row)
+        if on_epoch is not None:  # the row, and what progress needs besides (train_s: host clock after the sync)
+            on_epoch({**row, "epochs": spec.epochs, "images": seen, "train_s": train_s})
         if status != "ok":
             break
         if checkpoint is not None and epoch < spec.epochs:
