@@ -30,6 +30,7 @@ from filelock import FileLock, Timeout
 
 from . import records
 from .cells import cells_for
+from .notices import notice
 from .progress import heartbeat_path, now, outcome
 from .tables import load_session
 
@@ -38,11 +39,16 @@ COLUMNS = ["ablation", "case", "seed", "state", "epoch", "detail", "last_write",
 
 
 def save_selection(results_dir: str | os.PathLike, cells) -> None:
-    """Remember the cells a session selected (in collection order) and when it started."""
+    """Remember the cells a session selected (in collection order) and when it started. Only
+    `vggbench status` reads it: a write that fails (a full disk) is said in one line, not raised."""
     unique = {c.id: c for c in cells}
-    records.atomic_write(Path(results_dir) / SELECTION_FILE, json.dumps({
-        "started": now(), "cells": [{"cell_id": c.id, "ablation": c.ablation, "case": c.case, "seed": c.seed,
-                                      "epochs": c.train.epochs} for c in unique.values()]}, indent=1) + "\n")
+    try:
+        records.atomic_write(Path(results_dir) / SELECTION_FILE, json.dumps({
+            "started": now(), "cells": [{"cell_id": c.id, "ablation": c.ablation, "case": c.case, "seed": c.seed,
+                                          "epochs": c.train.epochs} for c in unique.values()]}, indent=1) + "\n")
+    except OSError as err:
+        notice(f"{SELECTION_FILE} not written ({type(err).__name__}: {err}); `vggbench status` will not list "
+               "this session's cells")
 
 
 def selected_cells(results_dir: str | os.PathLike) -> tuple[list[dict], str | None]:
