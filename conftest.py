@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from vggbench import launch, notices, progress, records, status, tables
-from vggbench.cells import baseline, cells_for
+from vggbench.cells import baseline, cells_for, tuned
 from vggbench.data import load_data
 from vggbench.faults import injected
 from vggbench.options import Options, Outputs, add_to_pytest, from_namespace
@@ -315,10 +315,15 @@ def pytest_terminal_summary(terminalreporter, config):
         return
     cols = ["case", "seed", "status", "params", "gmacs", "train_images_per_s", "infer_images_per_s",
             "ceiling_fraction", "best_val_top1", "test_top1", "wall_s"]
+    opts = options(config)
     for name, df in tables.items():
         terminalreporter.section(f"vggbench: {name} -> {Path(config.option.results_dir) / (name + '.csv')}")
-        terminalreporter.write_line(df[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}")
+        shown = cols[:3] + ["lr", "tuned"] + cols[3:] if ABLATIONS[name].tune_by_default or opts.tune else cols
+        terminalreporter.write_line(df[shown].to_string(index=False, float_format=lambda v: f"{v:.4g}")
                                     if len(df) else "(no records)")
+        if ABLATIONS[name].tune_by_default and not tuned(ABLATIONS[name], baseline(opts), opts):
+            terminalreporter.write_line(f"vggbench: {name}: compared at fixed learning rates, not tuned (the "
+                                        f"{opts.profile} profile's budget): --tune lr tunes each case first")
     terminalreporter.write_line(f"records: {records.runs_dir(config.option.results_dir)}/  "
                                 f"report: vggbench report --results-dir {config.option.results_dir}")
     if _REPORT_KEY in config.stash:

@@ -37,6 +37,11 @@ class Cell:
     overrides: tuple[tuple[str, object], ...] = field(default=(), compare=False)
     weights: Weights | None = None  # pretrained weights it starts from (transfer modes but scratch)
     skip: str | None = field(default=None, compare=False)  # why it cannot run here (pytest skips it)
+    # Learning-rate tuning (tuning.py): the rates a final cell is tuned over, a tuning cell's role,
+    # and (outside the hash) what the tuning found, for the record.
+    tune: tuple[float, ...] = ()
+    role: str = "final"
+    tuning: dict | None = field(default=None, compare=False)
 
     @property
     def device_kind(self) -> str:
@@ -50,6 +55,10 @@ class Cell:
             config["cpu_threads"] = self.threads  # CPU float results depend on it
         if self.weights is not None:
             config["pretrained"] = self.weights.identity()  # the file's sha256 or torchvision's name + hash
+        if self.tune:
+            config["tune_lr"] = list(self.tune)  # a final cell before tuning (its record is under the tuned id)
+        if self.role != "final":
+            config["role"] = self.role  # a tuning cell: never counted as a seed of its case
         return config
 
     @property
@@ -102,11 +111,23 @@ def cells_for(ablation: Ablation | str, options: Options) -> list[Cell]:
         if train_.lr is None:
             train_ = train_.replace(lr=train_.learning_rate)  # record the number, not "default"
         weights, skip = _weights(ablation, model, train_, options.pretrained)
+        tune = ()
+        if tuned(ablation, base, options):
+            tune = options.tune_grid or tuple(float(f"{train_.lr * f:.3g}") for f in base.lr_grid_factors)
         for seed in range(options.seeds):
             out.append(Cell(ablation.name, case.id, model, train_, data, seed, options.device,
                             (base.bench_batch, base.bench_warmup, base.bench_repeats), base.cpu_threads,
-                            options.profile, given, weights=weights, skip=skip))
+                            options.profile, given, weights=weights, skip=skip, tune=tune))
     return out
+
+
+def tuned(ablation: Ablation, profile: Profile, options: Options) -> bool:
+    """Whether the ablation's cases are tuned (tuning.py): asked with --tune lr, or by default for the
+    ablations that compare methods (optimizer) where the profile's budget allows it; never when
+    --lr fixes every cell's rate."""
+    if options.lr is not None:
+        return False
+    return options.tune == "lr" or (ablation.tune_by_default and profile.tune_by_default)
 
 
 def _weights(ablation: Ablation, model: ModelSpec, train_: TrainSpec, source: str | None):

@@ -42,6 +42,9 @@ class Ablation:
     model: dict = field(default_factory=dict)
     # Its cells need --pretrained (cells_for resolves the weights; without them they are skipped).
     pretrained: bool = False
+    # It compares methods that each have their own best learning rate: tuned first wherever the
+    # profile's budget allows (cells.tuned, tuning.py), else compared at fixed defaults, saying so.
+    tune_by_default: bool = False
 
 
 def _cases(*cases: Case) -> tuple[Case, ...]:
@@ -65,7 +68,7 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
              Display(stall_is_outcome=True)),
     Ablation("optimizer", "SGD with momentum vs Adam vs Adagrad, each at its own learning rate, on D.",
              _cases(*(Case(f"D-{o}", {"config": "D"}, {"optimizer": o}) for o in ("sgd", "adam", "adagrad"))),
-             Display(references=("cifar10",))),
+             Display(references=("cifar10",)), tune_by_default=True),
     Ablation("transfer", "ImageNet-pretrained weights vs training from scratch on the chosen data: fine-tune all "
              "layers, freeze the features, or train only a new last layer (transfer.py).",
              _cases(*(Case(f"{c}-{m}", {"config": c}, {"transfer": m})

@@ -49,6 +49,15 @@ def weights_source(text: str) -> str:
     return text
 
 
+def rates(text: str) -> tuple[float, ...]:
+    """A comma-separated list of learning rates (each a number > 0 and <= MAX_LR), e.g. 0.1,0.03,0.01."""
+    one = number(float, 0, f"every rate must be a number > 0 and <= {MAX_LR:g}", MAX_LR, above=True)
+    values = tuple(one(t.strip()) for t in text.split(",") if t.strip())
+    if len(values) < 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: give at least two rates, comma-separated, e.g. 0.1,0.01")
+    return values
+
+
 def option(help: str, default=None, parse: Callable | None = None, choices=None, flag: bool = False,
            many: bool = False, pytest_only: bool = False):
     """A dataclass field that is also a command-line option.
@@ -133,6 +142,12 @@ class Options:
                                   "or a hub id owner/name[@revision]")
     cache_dir: str | None = option("where decoded datasets are cached (default $VGGBENCH_CACHE or ~/.cache/vggbench)")
     skip_bad: bool = option("skip undecodable images (counted) instead of failing", False, flag=True)
+    tune: str | None = option("tune each case's learning rate before the comparison: lr (a log grid around its rate, "
+                              "chosen by validation top-1; see vggbench/tuning.py)", None, choices=["lr"],
+                              pytest_only=True)
+    tune_grid: tuple[float, ...] | None = option("the rates tried with --tune lr, comma-separated (default: the "
+                                                 "profile's five over two decades around each case's rate)", None,
+                                                 rates, pytest_only=True)
     compile: bool = option("torch.compile every model (slow to start; for long runs)", False, flag=True)
     pretrained: str | None = option("ImageNet weights of the transfer ablation: torchvision (the published vgg11/13/16/19 "
                                     "weights, via torch.hub's cache) or a torchvision VGG state-dict FILE", None,

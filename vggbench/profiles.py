@@ -31,6 +31,11 @@ class Profile:
     # CPU float results depend on the number of threads (reduction order): a profile that pins it
     # gives the same numbers serially and under pytest-xdist. None: the process's threads.
     cpu_threads: int | None = None
+    # Learning-rate tuning (tuning.py): the grid around each case's rate (x these factors: five
+    # log-spaced points over two decades), and whether ablations that compare methods are tuned
+    # by default (where the budget allows 5 extra runs per case).
+    lr_grid_factors: tuple[float, ...] = (0.1, 0.316, 1.0, 3.16, 10.0)
+    tune_by_default: bool = False
     description: str = field(default="", compare=False)
 
     def replace(self, **changes) -> "Profile":
@@ -48,12 +53,12 @@ PROFILES: dict[str, Profile] = {
         "cifar10", DataSpec("cifar10", 32),
         ModelSpec(width=1.0, num_classes=10, image_size=32, head="linear"),
         TrainSpec(epochs=30, batch_size=128),
-        bench_batch=128, description="CIFAR-10, full width, 30 epochs (GPU-sized)"),
+        bench_batch=128, tune_by_default=True, description="CIFAR-10, full width, 30 epochs (GPU-sized)"),
     "tiny-imagenet": Profile(
         "tiny-imagenet", DataSpec("tiny-imagenet", 64),
         ModelSpec(width=1.0, num_classes=200, image_size=64, head="compact"),
         TrainSpec(epochs=30, batch_size=128),
-        bench_batch=128, description="Tiny ImageNet 64x64, 200 classes (GPU-sized)"),
+        bench_batch=128, tune_by_default=True, description="Tiny ImageNet 64x64, 200 classes (GPU-sized)"),
     "imagenet": Profile(
         "imagenet", DataSpec("imagenet", 224),
         ModelSpec(width=1.0, num_classes=1000, image_size=224, head="paper"),

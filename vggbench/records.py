@@ -148,7 +148,7 @@ def weights_path(results_dir: str | os.PathLike, cell_id: str) -> Path:
 # ------------------------------------------------------------------------------ tables
 
 COLUMNS = ["ablation", "case", "seed", "config", "batch_norm", "kernels", "init", "head", "width",
-           "optimizer", "transfer", "lr", "epochs", "epochs_run", "status", "params", "trainable_params", "gmacs", "gflops",
+           "optimizer", "transfer", "lr", "tuned", "epochs", "epochs_run", "status", "params", "trainable_params", "gmacs", "gflops",
            "train_images_per_s", "infer_images_per_s", "train_gflop_per_s", "ceiling_fraction",
            "best_val_top1", "test_top1", "test_top5", "test_loss", "wall_s", "device", "torch", "cuda", "dataset", "profile",
            "attempts", "cell_id"]
@@ -164,7 +164,7 @@ def flatten(record: dict, ablation: str, case: str) -> dict:
         "ablation": ablation, "case": case, "seed": cfg["seed"], "config": m["config"],
         "batch_norm": m["batch_norm"], "kernels": m["kernels"], "init": m["init"], "head": m["head"],
         "width": m["width"], "optimizer": t["optimizer"], "transfer": t.get("transfer", "scratch"),
-        "lr": record.get("lr"), "epochs": t["epochs"], "epochs_run": res.get("epochs_run"),
+        "lr": record.get("lr"), "tuned": "tuning" in record, "epochs": t["epochs"], "epochs_run": res.get("epochs_run"),
         "status": record.get("status"), "params": record.get("params"),
         "trainable_params": record.get("trainable_params"), "gmacs": record.get("gmacs"), "gflops": record.get("gflops"),
         "train_images_per_s": thr.get("train", {}).get("images_per_s"),

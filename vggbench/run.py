@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from . import __version__, faults, records
+from . import __version__, faults, records, tuning
 from .cells import Cell
 from .checkpoint import Checkpoint
 from .data import DataError, ImageData, load_data
@@ -101,6 +101,7 @@ def execute(cell: Cell, checkpoint: Checkpoint | None = None,
         "dataset": {"name": data.name, "sizes": data.sizes(), "classes": len(data.classes), "source": data.source},
         "commit": git_commit(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "wall_s": wall_s, "provenance": provenance(cell, data, earlier, wall_s),
+        **({"tuning": cell.tuning} if cell.tuning is not None else {}),
     }, model
 
 
@@ -133,7 +134,18 @@ def run_cell(cell: Cell, results_dir: str | os.PathLike, rerun: bool = False, di
     cannot be written (a full disk), it is returned unwritten, its message saying so.
 
     While it trains, the cell's progress is shown on `display` (progress.py), its curves go to
-    <results>/tensorboard/ and its heartbeat to <results>/progress/ (for `vggbench status`)."""
+    <results>/tensorboard/ and its heartbeat to <results>/progress/ (for `vggbench status`).
+
+    A cell to be tuned (cell.tune) runs its tuning cells first, then itself at the rate they chose
+    (tuning.py); its record names them."""
+    if cell.tune:
+        for t in tuning.tuning_cells(cell):
+            run_cell(t, results_dir, rerun=rerun, display=display, session=session)
+        resolved = tuning.resolve(cell, results_dir)
+        if resolved is None:  # a tuning cell's record could not be written (its own error was said)
+            return {**error_record(cell, RuntimeError("a tuning cell left no record: nothing to choose from")),
+                    "reused": False}
+        cell = resolved
     path = records.record_path(results_dir, cell.id)
     lock = records.lock_path(results_dir, cell.id)
     for folder in (path.parent, lock.parent):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import records
+from . import records, tuning
 from .cells import cells_for
 from .options import Options
 from .grid import ABLATIONS
@@ -55,9 +55,10 @@ def aggregate(results_dir: str | os.PathLike, ablations, opts: Options) -> dict[
     for name in sorted(ablations):
         rows = []
         for cell in cells_for(name, opts):
-            rec = records.read_record(records.record_path(results_dir, cell.id))
+            cell = tuning.resolve(cell, results_dir)  # a tuned case: its record is at the rate chosen
+            rec = records.read_record(records.record_path(results_dir, cell.id)) if cell is not None else None
             if rec is not None:
-                rows.append(records.flatten(rec, name, cell.case))
+                rows.append({**records.flatten(rec, name, cell.case), "tuned": cell.tuning is not None})
         df = records.table(rows)
         records.write_table(df, results_dir / f"{name}.csv")
         tables[name] = df

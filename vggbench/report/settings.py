@@ -77,7 +77,9 @@ def load_records(results_dir: str | Path) -> list[dict]:
     runs = records.runs_dir(results_dir)
     if not runs.is_dir():
         raise FileNotFoundError(f"no run records: {runs} does not exist; run `pytest ablations` first")
-    found = [r for p in sorted(runs.glob("*.json")) if (r := records.read_record(p)) is not None]
+    # A tuning cell's record (tuning.py) is one rate of a grid, never a seed of its case: left out.
+    found = [r for p in sorted(runs.glob("*.json")) if (r := records.read_record(p)) is not None
+             and r.get("config", {}).get("role", "final") == "final"]
     if not found:
         raise ValueError(f"no valid run records in {runs}; run `pytest ablations` first")
     return found

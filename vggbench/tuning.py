@@ -1,0 +1,69 @@
+"""Learning-rate tuning before a comparison: each case at its own best rate, chosen on validation.
+
+Why: an optimiser (or a depth) compared at one fixed "sensible" learning rate measures the rate as
+much as the method. Wilson et al. (2017, "The Marginal Value of Adaptive Gradient Methods") tuned
+each method's step size on a grid before comparing; DeepOBS (Schneider et al., ICLR 2019) and
+Sivaprasad et al. (ICML 2020, "Optimizer Benchmarking Needs to Account for Hyperparameter Tuning")
+make the tuning part of the protocol. So, with `--tune lr`:
+
+1. per case, a log-spaced grid of rates around the case's own rate (the profile's
+   `lr_grid_factors`: five points over two decades), or the user's `--tune-grid`;
+2. one *tuning cell* per rate (seed 0, the profile's epochs): an ordinary cell, recorded, reused,
+   resumable, computed once under pytest-xdist (run.run_cell's lock);
+3. the rate whose run reached the best **validation** top-1 (`choose`: it never sees test metrics;
+   a diverged, stalled or failed run is never chosen; a tie goes to the smaller rate);
+4. the case's seeds at that rate: the final cells, whose records name their tuning cells.
+
+The final cell's id is that of an untuned cell at the chosen rate (the same configuration gives the
+same result), so it is known only once its tuning cells have records: `resolve` works it out from
+them, for the run and for the tables alike. Under `--launcher` each final cell's job runs its
+tuning cells first (the locks make the seeds of a case share them), then itself.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+
+from . import records
+from .cells import Cell
+
+SELECT_BY = "best_val_top1"
+USABLE = ("ok", "unjudged")  # statuses a rate can be chosen from (never diverged, stalled or error)
+
+
+def tuning_cells(cell: Cell) -> list[Cell]:
+    """The tuning cells of a final cell: seed 0 at each rate of its grid."""
+    return [dataclasses.replace(cell, case=f"{cell.case}@lr={lr:g}", train=cell.train.replace(lr=lr), seed=0,
+                                tune=(), role="tuning", tuning=None)
+            for lr in cell.tune]
+
+
+def choose(candidates: list[tuple[float, dict]]) -> float | None:
+    """The rate to use, from (rate, record) pairs: the best validation top-1 among usable runs;
+    a tie goes to the smaller rate. None when no run is usable. Reads `status` and
+    result[SELECT_BY] only: a record's test metrics cannot change the choice."""
+    usable = [(record["result"][SELECT_BY], -lr, lr) for lr, record in candidates
+              if record.get("status") in USABLE and math.isfinite(record.get("result", {}).get(SELECT_BY, math.nan))]
+    return max(usable)[2] if usable else None
+
+
+def resolve(cell: Cell, results_dir: str | os.PathLike) -> Cell | None:
+    """The final cell at its chosen rate (naming its tuning cells), or None while a tuning cell has
+    no record. With no usable rate the case keeps its own rate, and the record says so."""
+    if not cell.tune:
+        return cell
+    candidates = []
+    for t in tuning_cells(cell):
+        record = records.read_record(records.record_path(results_dir, t.id))
+        if record is None:
+            return None
+        candidates.append((t.train.lr, record))
+    chosen = choose(candidates)
+    info = {"grid": list(cell.tune), "by": SELECT_BY, "chosen_lr": chosen,
+            "cells": [{"lr": lr, "cell_id": r["cell_id"], "status": r.get("status"),
+                       SELECT_BY: r.get("result", {}).get(SELECT_BY)} for lr, r in candidates]}
+    if chosen is None:
+        info["note"] = "no rate of the grid trained (all diverged, stalled or failed): the case's own rate is used"
+    lr = chosen if chosen is not None else cell.train.lr
+    return dataclasses.replace(cell, train=cell.train.replace(lr=lr), tune=(), tuning=info)
