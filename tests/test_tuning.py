@@ -13,6 +13,7 @@ from vggbench import records, tuning
 from vggbench.cells import cells_for
 from vggbench.grid import ABLATIONS
 from vggbench.options import Options
+from vggbench.report import build_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,5 +86,12 @@ def test_tune_lr_session_records_the_grid_and_runs_the_seeds_at_the_chosen_rate(
         assert r["lr"] == r["config"]["train"]["lr"] == t["chosen_lr"]
         assert {c["cell_id"] for c in t["cells"]} <= {x["cell_id"] for x in tuning_recs}
     assert set(table.lr) <= {0.02, 0.002}
+    md = build_report(tmp_path)["md"].read_text()   # the report: the sensitivity figure, claims marked tuned
+    optimizer = md.split("### Ablation: optimizer")[1].split("\n### ")[0]
+    assert "figures/s1-optimizer-lr.png" in optimizer and "tuned: 4 tuning runs" in optimizer
+    claims = [line for line in md.splitlines() if "| D-sgd − D-adam |" in line and "Wilson" in line]
+    assert len(claims) == 1 and "| tuned |" in claims[0]   # the claims table marks the protocol
+    tuning_only = [r for r in recs if r["config"].get("role") == "tuning"]
+    assert not [line for line in md.splitlines() if any(r["case"] in line for r in tuning_only)]  # never seeds
     summary = run.stdout[run.stdout.index("vggbench: optimizer"):]
     assert "tuned" in summary.splitlines()[1]   # the table shows the chosen rate and that it was tuned

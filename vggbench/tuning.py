@@ -62,7 +62,8 @@ def resolve(cell: Cell, results_dir: str | os.PathLike) -> Cell | None:
     chosen = choose(candidates)
     info = {"grid": list(cell.tune), "by": SELECT_BY, "chosen_lr": chosen,
             "cells": [{"lr": lr, "cell_id": r["cell_id"], "status": r.get("status"),
-                       SELECT_BY: r.get("result", {}).get(SELECT_BY)} for lr, r in candidates]}
+                       SELECT_BY: r.get("result", {}).get(SELECT_BY), "wall_s": r.get("wall_s")}
+                      for lr, r in candidates]}
     if chosen is None:
         info["note"] = "no rate of the grid trained (all diverged, stalled or failed): the case's own rate is used"
     lr = chosen if chosen is not None else cell.train.lr

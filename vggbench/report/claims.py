@@ -61,9 +61,19 @@ def judge_claims(s: Setting, claims: list[dict], budget: Budget | None = None) -
                      "reference_effect": ref if same_scale(s, sources[c["source"]]) else None,
                      "reference_dataset": sources[c["source"]].get("dataset"),
                      "verdict": v, "shown": shown, "why": why,
+                     "protocol": _protocol(s, c["ablation"], (c["treatment"], c["control"])),
                      "runs": f"{_case_status(s, c['ablation'], c['treatment'])} / "
                              f"{_case_status(s, c['ablation'], c['control'])}"})
     return pd.DataFrame(rows)
+
+
+def _protocol(s: Setting, ablation: str, cases) -> str:
+    """"tuned" when every run of both sides had its learning rate tuned (tuning.py), else "at fixed
+    defaults": a comparison of methods at untuned rates says as much about the rates."""
+    df = s.rows[(s.rows.ablation == ablation) & s.rows.case.isin(cases)]
+    if set(df.case) != set(cases):
+        return "-"  # not run
+    return "tuned" if df.tuned.fillna(False).astype(bool).all() else "at fixed defaults"
 
 
 def verdict_counts(judged: pd.DataFrame) -> dict[str, int]:
@@ -89,7 +99,8 @@ def section_claims(s: Setting, judged: pd.DataFrame, budget: Budget, figdir: Pat
         "comparison": judged.comparison, "metric": judged.metric.map(METRICS), "expected": judged.expect,
         "measured effect [95% CI]": [_ci(r) for r in judged.itertuples()],
         "interval": [r.method if r.verdict != NOT_RUN else "-" for r in judged.itertuples()],
-        "runs (treatment / control)": judged.runs, "verdict": judged.shown, "why": judged.why})
+        "runs (treatment / control)": judged.runs, "learning rates": judged.protocol, "verdict": judged.shown,
+        "why": judged.why})
     counts = verdict_counts(judged)
     summary = ", ".join(f"{n} {v}" for v, n in counts.items())
     note = "" if budget.adequate else f" The budget is not adequate ({budget.reason}): no verdict here is evidence."

@@ -103,6 +103,51 @@ def plot_curves(s: Setting, name: str, path: Path) -> Path | None:
         return save_figure(fig, path)
 
 
+def tuning_rows(s: Setting, name: str) -> pd.DataFrame:
+    """The learning-rate grids behind an ablation's tuned cases (vggbench/tuning.py), one row per
+    (case, rate): validation top-1, status, whether it was the rate chosen, its wall time."""
+    cells = set(s.rows[s.rows.ablation == name].cell_id)
+    rows, seen = [], set()
+    for r in s.records:
+        t = r.get("tuning")
+        if not t or r["cell_id"] not in cells:
+            continue
+        case = s.rows[(s.rows.ablation == name) & (s.rows.cell_id == r["cell_id"])].case.iloc[0]
+        for c in t["cells"]:
+            if (case, c["cell_id"]) not in seen:  # the seeds of a case share its tuning cells
+                seen.add((case, c["cell_id"]))
+                rows.append({"case": case, "lr": c["lr"], "val_top1": c.get(t["by"]), "status": c["status"],
+                             "chosen": c["lr"] == t["chosen_lr"], "wall_s": c.get("wall_s")})
+    return pd.DataFrame(rows, columns=["case", "lr", "val_top1", "status", "chosen", "wall_s"])
+
+
+def plot_lr_sensitivity(s: Setting, name: str, path: Path) -> Path | None:
+    """Validation top-1 against the learning rate (log axis), one line per case, the chosen rate
+    starred, runs that diverged or stalled drawn as crosses at chance: the figure of Wilson et al.
+    and DeepOBS, read from the tuned records."""
+    t = tuning_rows(s, name)
+    if t.empty:
+        return None
+    chance = 100.0 / s.num_classes
+    t["y"] = pd.to_numeric(t.val_top1, errors="coerce").where(t.status.isin(["ok", "unjudged"]), chance)
+    with style():
+        fig, axes = new_figure(size=(5.5, 3.6))
+        ax = axes[0, 0]
+        sns.lineplot(data=t.sort_values("lr"), x="lr", y="y", hue="case", marker="o", ax=ax, lw=1.2)
+        failed = t[~t.status.isin(["ok", "unjudged"])]
+        if len(failed):
+            ax.scatter(failed.lr, failed.y, marker="x", color="black", s=50, zorder=3, label="diverged / stalled")
+        chosen = t[t.chosen]
+        ax.scatter(chosen.lr, chosen.y, marker="*", color="gold", edgecolor="black", s=160, zorder=4, label="chosen")
+        ax.set_xscale("log")
+        ax.axhline(chance, ls="--", color="grey", lw=1)
+        ax.set_xlabel("learning rate (log)")
+        ax.set_ylabel("best val top-1 (%)")
+        ax.legend(fontsize=8, loc="best")
+        fig.suptitle(f"{name}: learning-rate sensitivity (tuning runs, seed 0; dashed: chance)", fontsize=10)
+        return save_figure(fig, path)
+
+
 def throughput_figure(summary: pd.DataFrame, title: str) -> Figure:
     """Median images/s per case with min–max whiskers (throughput.summarise); never below 0; a case
     whose timings spread too far (throughput.flag) is labelled noisy."""

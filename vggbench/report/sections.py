@@ -13,7 +13,7 @@ from ..profiles import PROFILES
 from .blocks import Block, heading, image_block, paragraph, table_block
 from .budget import Budget
 from .overview import setting_title
-from .plots import plot_cost, plot_curves, save_figure, throughput_figure
+from .plots import plot_cost, plot_curves, plot_lr_sensitivity, save_figure, throughput_figure, tuning_rows
 from .references import reference_tables
 from .settings import Setting
 from .text import epochs_text, macs_unit, mean_std_text, mean_text, number, status_counts
@@ -126,10 +126,15 @@ def section_ablation(s: Setting, name: str, budget: Budget, figdir: Path) -> lis
     n = sorted(df.groupby("case").size().unique())
     n_text = str(n[0]) if len(n) == 1 else f"{n[0]}–{n[-1]}"
     compute = pd.to_numeric(df.wall_s, errors="coerce").sum() / 3600
+    tuning = tuning_rows(s, name)
+    tuning_h = pd.to_numeric(tuning.wall_s, errors="coerce").sum() / 3600
+    protocol = (f"; tuned: {len(tuning)} tuning runs, {tuning_h:.2f} h of tuning vs {compute:.2f} h of final "
+                "cells" if len(tuning) else "; at fixed learning rates (not tuned)"
+                if ab.tune_by_default else "")
     blocks = [heading(3, f"Ablation: {name}"), paragraph(ab.question),
               table_block(ablation_table(s, name),
                           f"test top-1 mean ± std over seeds (best in bold), Δ paired over seeds; n = {n_text} seeds "
-                          f"per case; {_budget_caption(s, budget)}"),
+                          f"per case; {_budget_caption(s, budget)}{protocol}"),
               table_block(cost_table(s, name),
                           f"cost: throughput is the median of the seeds' timings with the extreme repeats; flagged "
                           f"when (max − min) / median > {SPREAD_FLAG:g}; compute of this ablation {compute:.2f} h "
@@ -140,6 +145,8 @@ def section_ablation(s: Setting, name: str, budget: Budget, figdir: Path) -> lis
         plots.append((plot_cost(s, name, figdir / f"s{s.index}-{name}-cost.png"), "test accuracy vs MACs and params"))
     plots.append((plot_curves(s, name, figdir / f"s{s.index}-{name}-curves.png"),
                   "train and val loss, val top-1 and learning rate per epoch"))
+    plots.append((plot_lr_sensitivity(s, name, figdir / f"s{s.index}-{name}-lr.png"),
+                  "validation top-1 against the learning rate of each case's tuning runs (★ chosen)"))
     if not thr.empty and thr.train_median.notna().any():
         fig = throughput_figure(thr, f"{name}: images/s, median and min–max ({s.first['config']['device']})")
         plots.append((save_figure(fig, figdir / f"s{s.index}-{name}-throughput.png"), "throughput"))

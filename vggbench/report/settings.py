@@ -133,7 +133,9 @@ def setting_key(record: dict) -> str:
         "data": cfg["data"], "device": cfg["device"],
         "model": {k: v for k, v in cfg["model"].items() if k not in AXES_MODEL},
         "train": {k: v for k, v in cfg["train"].items() if k not in AXES_TRAIN and k != "lr"},
-        "lr": None if cfg["train"].get("lr") == default_lr else cfg["train"].get("lr"),
+        # tuned cases each run at their own chosen rate: one setting, the rates shown per case
+        "lr": "tuned" if "tuning" in record else None if cfg["train"].get("lr") == default_lr
+        else cfg["train"].get("lr"),
     })
 
 
