@@ -6,7 +6,6 @@ lists what makes a record invalid as a measurement (not whether the science held
 """
 from __future__ import annotations
 
-import copy
 import functools
 import io
 import math
@@ -23,11 +22,12 @@ from . import __version__, faults, records
 from .cells import Cell
 from .checkpoint import Checkpoint
 from .data import DataError, ImageData, load_data
-from .measure import (count_flops, count_params, device_name, is_oom, resolve_device,
-                      throughput, utilisation, versions)
+from .device import device_name, is_oom, resolve_device, set_math_mode
+from .measure import count_flops, count_params, versions
 from .models import ModelSpec, analytic_macs, build_model
 from .notices import locked
-from .trainer import STATUSES, autocast_dtype, train
+from .speed import model_speed
+from .trainer import STATUSES, train
 
 # Final weights are kept (results/weights/<cell>.pt) for models up to this size: the report draws
 # feature maps from them; full-width ImageNet VGGs (130M+ params) would fill a disk.
@@ -44,15 +44,8 @@ def git_commit() -> str | None:
 
 
 def measure_throughput(cell: Cell, model: torch.nn.Module, device: torch.device, gflops: float) -> dict:
-    batch, warmup, repeats = cell.bench
-    amp = autocast_dtype(cell.train, device)
-    out = {}
-    for kind, is_train in (("train", True), ("infer", False)):
-        out[kind] = throughput(copy.deepcopy(model), device, batch, train=is_train, warmup=warmup, repeats=repeats,
-                               amp_dtype=amp, channels_last=cell.train.channels_last)
-    dtype = "bfloat16" if amp is not None else "float32"
-    out.update(utilisation(gflops, out["train"]["images_per_s"], device, dtype))
-    return out
+    batch, warmup, repeats, window_s = cell.bench
+    return model_speed(model, device, batch, cell.train, warmup, repeats, window_s, gflops)
 
 
 def execute(cell: Cell, checkpoint: Checkpoint | None = None,
@@ -67,6 +60,7 @@ def execute(cell: Cell, checkpoint: Checkpoint | None = None,
     device = resolve_device(cell.device)
     if device.type == "cpu":
         torch.set_num_threads(cell.threads)
+    set_math_mode(device)  # before the first measurement: the same mode for throughput and training
     data = load_data(cell.data)
     if cell.data.fingerprint and data.fingerprint != cell.data.fingerprint:
         raise DataError(f"the data of {cell.data.dataset} changed since this cell was made ({data.origin}): "
