@@ -78,7 +78,7 @@ def pytest_configure(config):
 def _check_input(config, opts: Options) -> None:
     """Bad input that would otherwise surface in every cell: one usage error now, nothing written."""
     from vggbench.data import DATASETS
-    from vggbench.measure import resolve_device
+    from vggbench.device import resolve_device
     from vggbench.data.sources import HUB_ID, cache_root
 
     o = config.option

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from vggbench import measure
+from vggbench import device, measure
 from vggbench.measure import FlopMismatch, count_flops, layer_table, throughput
 from vggbench.models import build_model
 
@@ -66,13 +66,8 @@ def test_throughput_reraises_other_errors(monkeypatch):
         throughput(small(), torch.device("cpu"), batch_size=16, train=True)
 
 
-def test_matmul_ceiling_is_positive_and_cached():
-    a = measure.matmul_ceiling("cpu", "float32", 256)
-    assert a > 0 and measure.matmul_ceiling("cpu", "float32", 256) == a
-
-
 def test_cuda_request_without_cuda_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("CUDA present")
     with pytest.raises(ValueError, match="CUDA is not available: use --device cpu"):
-        measure.resolve_device("cuda")
+        device.resolve_device("cuda")

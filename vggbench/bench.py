@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import statistics
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -27,8 +26,10 @@ import torch.nn.functional as F
 from . import records
 from .data import DataSpec, load_data
 from .loader import DeviceLoader
-from .measure import Timer, count_flops, device_name, resolve_device, throughput, utilisation, versions
+from .device import Timer, device_name, resolve_device, set_math_mode
+from .measure import count_flops, versions
 from .models import ModelSpec, build_model
+from .speed import model_speed
 from .trainer import TrainSpec, autocast_dtype, make_optimizer
 
 
@@ -102,14 +103,11 @@ def pipeline(model_spec: ModelSpec, data_spec: DataSpec, batch_size: int = 128, 
              workers: int = 2, out: str | Path | None = "results/pipeline.csv", warmup_steps: int = 3,
              repeats: int = 3) -> pd.DataFrame:
     dev = resolve_device(device)
-    if dev.type == "cpu":
-        torch.set_flush_denormal(True)  # as the trainer does: denormals are slow on x86
+    set_math_mode(dev)  # as the trainer does
     data = load_data(data_spec)
     model_spec = model_spec.replace(num_classes=data.num_classes, image_size=data.image_size)
     train_spec = TrainSpec(batch_size=batch_size)
     amp = autocast_dtype(train_spec, dev)
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True
     torch.manual_seed(0)
     base = build_model(model_spec).to(dev, memory_format=torch.channels_last).train()
 
@@ -154,32 +152,19 @@ def pipeline(model_spec: ModelSpec, data_spec: DataSpec, batch_size: int = 128, 
 
 
 def model_throughput(model_spec: ModelSpec, batch_size: int, device: str = "auto", amp: str = "auto",
-                     channels_last: bool = True, compile: bool = False, warmup: int = 3, repeats: int = 10) -> dict:
-    """Training and inference images/s, achieved GFLOP/s and fraction of the matmul ceiling."""
+                     channels_last: bool = True, compile: bool = False, warmup: int = 3, repeats: int = 10,
+                     window_s: float = 1.0) -> dict:
+    """Training and inference images/s (median, min, max over `repeats` windows of at least
+    `window_s` seconds), achieved GFLOP/s and fraction of the device's ceiling."""
     dev = resolve_device(device)
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    amp_dtype = autocast_dtype(TrainSpec(amp=amp), dev)
+    set_math_mode(dev)
+    spec = TrainSpec(amp=amp, channels_last=channels_last, compile=compile)
     model = build_model(model_spec)
     gflops = count_flops(model)["gflops"]
     out = {"model": model_spec.name, "image_size": model_spec.image_size, "device": device_name(dev),
-           "dtype": "bfloat16" if amp_dtype else "float32", "channels_last": channels_last, "compile": compile,
-           "gflops_per_image": gflops}
-    for kind, is_train in (("train", True), ("infer", False)):
-        m = copy.deepcopy(model)
-        compile_s = 0.0
-        if compile:
-            t0 = time.perf_counter()
-            m = _compiled(m)
-            compile_s = time.perf_counter() - t0  # graph capture happens on the first call: see warm-up
-        r = throughput(m, dev, batch_size, train=is_train, warmup=warmup, repeats=repeats, amp_dtype=amp_dtype,
-                       channels_last=channels_last)
-        out[kind] = {**r, "compile_s": compile_s + r.get("warmup_s", 0.0)}
-    out.update(utilisation(gflops, out["train"]["images_per_s"], dev, out["dtype"]), versions=versions())
+           "dtype": "bfloat16" if autocast_dtype(spec, dev) else "float32", "channels_last": channels_last,
+           "compile": compile, "gflops_per_image": gflops}
+    out.update(model_speed(model, dev, batch_size, spec, warmup, repeats, window_s, gflops), versions=versions())
+    for kind in ("train", "infer"):  # warm-up = compile (graph capture happens on the first calls) + autotuning
+        out[kind]["compile_s"] = out[kind]["warmup_s"]
     return out
-
-
-def _compiled(model):
-    compiled = torch.compile(model)
-    compiled.spec = model.spec  # throughput() reads the spec for input sizes
-    return compiled

@@ -13,7 +13,7 @@ import torch
 from . import records
 from .data import DataSpec, load_data
 from .grid import ABLATIONS, Ablation
-from .measure import resolve_device
+from .device import gpu_model, resolve_device
 from .models import ModelSpec
 from .options import Options
 from .profiles import PROFILES, Profile
@@ -30,7 +30,8 @@ class Cell:
     data: DataSpec
     seed: int
     device: str = "auto"
-    bench: tuple[int, int, int] = field(default=(32, 1, 3), compare=False)  # batch, warm-up, repeats
+    # throughput: batch, warm-up steps, timed windows, least seconds per window
+    bench: tuple[int, int, int, float] = field(default=(32, 1, 3, 0.0), compare=False)
     cpu_threads: int | None = None  # torch threads for a CPU cell (None: the process's)
     # Provenance, outside the hash: the profile and the options the user gave (records.provenance).
     profile: str = field(default="", compare=False)
@@ -53,6 +54,8 @@ class Cell:
                   "data": self.data.identity(), "seed": self.seed, "device": self.device_kind}
         if config["device"] == "cpu":
             config["cpu_threads"] = self.threads  # CPU float results depend on it
+        else:  # throughput depends on the GPU model: a record from another model is not this cell's
+            config["gpu"] = gpu_model(resolve_device(self.device))
         if self.weights is not None:
             config["pretrained"] = self.weights.identity()  # the file's sha256 or torchvision's name + hash
         if self.tune:
@@ -116,8 +119,8 @@ def cells_for(ablation: Ablation | str, options: Options) -> list[Cell]:
             tune = options.tune_grid or tuple(float(f"{train_.lr * f:.3g}") for f in base.lr_grid_factors)
         for seed in range(options.seeds):
             out.append(Cell(ablation.name, case.id, model, train_, data, seed, options.device,
-                            (base.bench_batch, base.bench_warmup, base.bench_repeats), base.cpu_threads,
-                            options.profile, given, weights=weights, skip=skip, tune=tune))
+                            (base.bench_batch, base.bench_warmup, base.bench_repeats, base.bench_window_s),
+                            base.cpu_threads, options.profile, given, weights=weights, skip=skip, tune=tune))
     return out
 
 

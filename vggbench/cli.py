@@ -115,7 +115,7 @@ def cmd_bench_throughput(args) -> int:
     from .bench import model_throughput
 
     r = model_throughput(_model_spec(args), args.batch_size, args.device, args.amp, not args.no_channels_last,
-                         args.compile, repeats=args.repeats)
+                         args.compile, repeats=args.repeats, window_s=args.window)
     if args.json:
         print(json.dumps(r, default=str))
         return 0
@@ -124,9 +124,14 @@ def cmd_bench_throughput(args) -> int:
     for kind in ("train", "infer"):
         t = r[kind]
         print(f"  {kind:5}: {t['images_per_s']:9.1f} img/s (min {t['images_per_s_min']:.1f}, max {t['images_per_s_max']:.1f}, "
-              f"{t['repeats']} repeats; warm-up/compile {t['compile_s']:.2f} s)")
-    print(f"  training: {r['train_gflop_per_s']:.1f} GFLOP/s achieved = {r['ceiling_fraction']:.1%} of the measured "
-          f"{r['dtype']} matmul ceiling ({r['ceiling_gflop_per_s']:.1f} GFLOP/s)")
+              f"{t['repeats']} windows of {t['steps_per_repeat']} steps; warm-up/compile {t['compile_s']:.2f} s)"
+              + (f"; compiled: {t['compiled']}" if t["compiled"] else ""))
+    print(f"  training: {r['train_gflop_per_s']:.1f} GFLOP/s achieved = {r['ceiling_fraction']:.1%} of the "
+          f"{r['dtype']} ceiling ({r['ceiling_gflop_per_s']:.1f} GFLOP/s, float32 math {r['ceiling_math_mode']}: "
+          f"{r['ceiling_method']})")
+    if r["ceiling_exceeded"]:
+        print(f"  the model ran at {r['ceiling_fraction_unclipped']:.1%} of the ceiling: the ceiling is too low "
+              "(the fraction is clipped to 100%)")
     return 0
 
 
@@ -242,7 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
             b.add_argument("--no-channels-last", action="store_true", help="NCHW instead of channels-last memory")
             add_to_argparse(b, Options, ["compile"])
             b.add_argument("--repeats", type=number(int, 1, "repeats must be an integer >= 1"), default=10,
-                           help="timed repeats; the median is reported with min and max")
+                           help="timed windows of steps; the median is reported with min and max")
+            b.add_argument("--window", type=number(float, 0, "window must be a number of seconds > 0", above=True), default=1.0,
+                           help="least seconds per timed window of steps (default 1.0)")
             b.add_argument("--json", action="store_true", help="one JSON object instead of the summary")
             b.set_defaults(func=cmd_bench_throughput)
 

@@ -21,6 +21,7 @@ or running are cancelled (and the pytest session stops, see conftest.py).
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,8 +61,16 @@ def visible_gpus(device: str = "auto") -> list[str]:
     return (listed or [str(i) for i in range(n)])[:n]
 
 
+def explicit_gpu(device: str) -> bool:
+    """--device cuda:N: every cell runs on that one GPU."""
+    return device.startswith("cuda:")
+
+
 def auto_workers(device: str = "auto") -> int:
-    """`-n auto`: one worker per GPU; without CUDA, at most one per CPU core."""
+    """`-n auto`: one worker per GPU; one for an explicit cuda:N (workers sharing a GPU would time
+    each other's work); without CUDA, at most one per CPU core."""
+    if explicit_gpu(device):
+        return 1
     return len(visible_gpus(device)) or cpu_cores()
 
 
@@ -132,8 +141,10 @@ class CellJob(Checkpointable):
 
     def __call__(self, cell: Cell, results_dir: str, rerun: bool = False) -> dict:
         if cell.id != self.cell_id:  # e.g. --device auto is a CPU here but was a GPU at submission
-            raise RuntimeError(f"cell {self.cell_id} is cell {cell.id} on this node (device {cell.device_kind}): "
-                               "give the jobs a GPU (--slurm-gpus-per-task) or run with --device cpu")
+            gpu = cell.config().get("gpu")
+            raise RuntimeError(f"cell {self.cell_id} is cell {cell.id} on this node (device {cell.device_kind}"
+                               + (f", GPU {gpu}" if gpu else "") + "): give the jobs a GPU (--slurm-gpus-per-task) "
+                               "of the model the session saw (--slurm-constraint), or run with --device cpu")
         return outcome(run_cell(cell, results_dir, rerun=rerun, display=for_log()))  # epochs in the job's log
 
     def checkpoint(self, cell: Cell, results_dir: str, rerun: bool = False) -> DelayedSubmission:
@@ -153,8 +164,8 @@ def make_executor(opts: LaunchOptions, results_dir: str | os.PathLike, gpu: str 
         return submitit.DebugExecutor(folder)
     if opts.launcher == "local":
         ex = submitit.LocalExecutor(folder, max_num_timeout=MAX_REQUEUES)
-        gpus = {"gpus_per_node": 1, "visible_gpus": (int(gpu),)} if gpu is not None and gpu.isdigit() else {}
-        ex.update_parameters(timeout_min=opts.slurm_time, **gpus)
+        env = local_gpu_env(opts.device, gpu)
+        ex.update_parameters(timeout_min=opts.slurm_time, **({"setup": [env]} if env else {}))
         return ex
     if opts.launcher != "slurm":
         raise ValueError(f"unknown launcher {opts.launcher!r}: choose one of {', '.join(LAUNCHERS)}")
@@ -167,6 +178,27 @@ def make_executor(opts: LaunchOptions, results_dir: str | os.PathLike, gpu: str 
                          slurm_signal_delay_s=120, slurm_additional_parameters={"requeue": True},
                          **{f"slurm_{k}": v for k, v in given.items() if v is not None})
     return ex
+
+
+def local_gpu_env(device: str, gpu: str | None) -> str | None:
+    """The shell line that gives a local job its GPUs. submitit's local executor sets
+    CUDA_VISIBLE_DEVICES to the GPUs it was given (and to "" for none, hiding every GPU); its
+    visible_gpus takes integers only (no GPU UUIDs), and a job with cuda:N needs GPU N under the
+    same numbering as here. So the variable is set by a setup line: the job's GPU (an entry of this
+    process's CUDA_VISIBLE_DEVICES, or an index), or for an explicit cuda:N (and CPU runs) what this
+    process sees. None where the job needs no GPU (the executor's CUDA_VISIBLE_DEVICES="" is right)."""
+    if gpu is None and not explicit_gpu(device):
+        return None
+    if not explicit_gpu(device):
+        return f"export CUDA_VISIBLE_DEVICES={shlex.quote(gpu)}"
+    here = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return "unset CUDA_VISIBLE_DEVICES" if here is None else f"export CUDA_VISIBLE_DEVICES={shlex.quote(here)}"
+
+
+def next_gpu(gpus: list[str], in_use: list[str | None]) -> str | None:
+    """The least busy GPU for the next local job (shared round robin when more jobs run than GPUs:
+    a job without one would see none)."""
+    return min(gpus, key=lambda g: (in_use.count(g), gpus.index(g))) if gpus else None
 
 
 @dataclass
@@ -229,7 +261,7 @@ def launch(cells: list[Cell], results_dir: str | os.PathLike, opts: LaunchOption
     while pending or running:
         while pending and len(running) < parallel:
             c = pending.pop(0)
-            gpu = next((g for g in gpus if g not in {g2 for _, g2 in running.values()}), None)
+            gpu = next_gpu(gpus, [g for _, g in running.values()])
             job = make_executor(opts, results_dir, gpu).submit(CellJob(c.id), c, results_dir, rerun)
             running[job] = (c, gpu)
             out.submitted[c.id] = job.job_id

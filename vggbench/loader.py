@@ -9,15 +9,21 @@ Why (the tricks, named):
   [256, 512], take a random 224 crop) or torchvision-style random-resized crop, both as ONE batched
   affine resampling (affine_grid + grid_sample) with a per-image box; evaluation takes the centre.
 - data too large for the device (ImageNet: a memory-mapped uint8 cache) is read in chunks: chunk
-  order and the order inside each chunk are shuffled every epoch (block shuffling).
+  order and the order inside each chunk are shuffled every epoch (block shuffling). The next chunk
+  is read ahead by a background thread while the current one trains: on CUDA it is read into pinned
+  memory and copied on a side stream the training stream then waits for, so neither the disk read
+  nor the host-to-device copy leaves the GPU idle between chunks.
 - normalisation after augmentation, in float, in channels_last for convolution speed.
 No per-sample Python runs in the loop; the same code runs on CPU.
 """
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
+
+from .device import cuda_index, free_bytes
 
 
 def random_crop_flip(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
@@ -99,8 +105,10 @@ class DeviceLoader:
         if policy not in POLICIES:
             raise ValueError(f"unknown augmentation policy {policy!r}: choose auto or one of {', '.join(POLICIES)}")
         self.policy = policy
+        if device.type == "cuda":  # an index: the prefetch thread's current device is not this thread's
+            device = torch.device("cuda", cuda_index(device))
         if resident_bytes is None and device.type == "cuda":
-            resident_bytes = int(0.4 * torch.cuda.mem_get_info(device)[0])
+            resident_bytes = int(0.4 * free_bytes(device))
         self.resident = resident_bytes is None or x.numel() * x.element_size() <= resident_bytes
         # chunks of half the allowed bytes: the chunk in use and the one being loaded fit together
         self.chunk = len(y) if self.resident else max(batch_size, resident_bytes // 2 // max(1, x[0].numel()))
@@ -129,7 +137,8 @@ class DeviceLoader:
         return ((xb.float() - self.mean) / self.std).contiguous(memory_format=self.memory_format)
 
     def _chunks(self):
-        """(images, labels) on the device: the whole set, or shuffled chunks of a host/memmap set."""
+        """(images, labels) on the device: the whole set, or shuffled chunks of a host/memmap set,
+        each read (and copied) by a background thread while the previous one is in use."""
         n = len(self.y)
         if self.resident:
             yield self.x, self.y
@@ -137,9 +146,32 @@ class DeviceLoader:
         starts = list(range(0, n, self.chunk))
         if self.train:
             starts = [starts[i] for i in torch.randperm(len(starts), device=self.device, generator=self.generator).tolist()]
-        for s in starts:
-            yield (self.x[s:s + self.chunk].to(self.device, non_blocking=True),
-                   self.y[s:s + self.chunk].to(self.device, non_blocking=True))
+        copy_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vggbench-prefetch") as pool:
+            ahead = pool.submit(self._fetch, starts[0], copy_stream)
+            for i in range(len(starts)):
+                x, y, copied = ahead.result()
+                if i + 1 < len(starts):
+                    ahead = pool.submit(self._fetch, starts[i + 1], copy_stream)  # read ahead
+                if copied is not None:  # the training stream waits for the copy, not the host
+                    current = torch.cuda.current_stream(self.device)
+                    current.wait_event(copied)
+                    x.record_stream(current)  # x was allocated on the copy stream
+                    y.record_stream(current)
+                yield x, y
+
+    def _fetch(self, start: int, copy_stream):
+        """One chunk on the device (in the prefetch thread): read from the host/memmap set; on CUDA
+        into pinned memory, then copied on `copy_stream`; returns (x, y, the copy's event or None)."""
+        x, y = self.x[start:start + self.chunk], self.y[start:start + self.chunk]
+        if copy_stream is None:
+            return x.clone(), y.clone(), None  # clone: the disk read happens here, not in training
+        with torch.cuda.device(self.device), torch.cuda.stream(copy_stream):
+            x = x.pin_memory().to(self.device, non_blocking=True)
+            y = y.pin_memory().to(self.device, non_blocking=True)
+            copied = torch.cuda.Event()
+            copied.record(copy_stream)
+        return x, y, copied
 
     def __iter__(self):
         carry_x = carry_y = None  # a partial batch at a chunk's end joins the next chunk

@@ -1,23 +1,24 @@
 """Measurement: parameters, FLOPs (two independent counters, cross-checked), per-layer profile,
-throughput (warm-up, synchronised timing, median and spread, OOM fallback) and the device's
-dense-matmul ceiling. The method follows timm's benchmark.py.
+the environment's versions, and throughput (warm-up, synchronised timing of windows of many steps,
+median and spread, OOM fallback). The method follows timm's benchmark.py. The device's ceiling
+and the achieved fraction of it are in ceiling.py.
 
 Conventions: a MAC is one multiply-add (fvcore's "flop"); GFLOPs = 2 x GMACs (FlopCounterMode).
 Training FLOPs per image = 3 x forward FLOPs (forward + two backward matmuls per layer).
 """
 from __future__ import annotations
 
-import functools
 import logging
+import os
 import platform
 import statistics
-import time
 import warnings
-from typing import Callable
 
 import torch
 from torch import nn
 
+from . import compiled
+from .device import Timer, is_oom, time_steps, window_steps
 from .models import VGG, analytic_macs
 
 FLOP_TOLERANCE = 0.01  # fvcore vs FlopCounterMode on conv+linear work
@@ -127,29 +128,7 @@ def layer_table(model: VGG) -> list[dict]:
     return rows
 
 
-# --------------------------------------------------------------------------- device facts
-
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available: use --device cpu")
-    return dev
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return f"CPU: {line.split(':', 1)[1].strip()} x{torch.get_num_threads()} threads"
-    except OSError:
-        pass
-    return f"CPU: {platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
-
+# --------------------------------------------------------------------------- environment
 
 def versions() -> dict[str, str]:
     import importlib.metadata as md
@@ -165,65 +144,20 @@ def versions() -> dict[str, str]:
     return out
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-class Timer:
-    """Wall time of a region of device work: CUDA events on GPU, perf_counter on CPU; always synchronised."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-
-    def __enter__(self):
-        synchronize(self.device)
-        if self.device.type == "cuda":
-            self._start, self._end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            self._start.record()
-        else:
-            self._t0 = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            self._end.record()
-            self._end.synchronize()
-            self.seconds = self._start.elapsed_time(self._end) / 1e3
-        else:
-            self.seconds = time.perf_counter() - self._t0
-        return False
-
-
-def is_oom(err: BaseException) -> bool:
-    return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
-
-
-def time_steps(step: Callable[[], None], device: torch.device, warmup: int, repeats: int,
-               steps_per_repeat: int = 1) -> list[float]:
-    """Seconds per step for each repeat, after `warmup` un-timed steps."""
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        with Timer(device) as t:
-            for _ in range(steps_per_repeat):
-                step()
-        times.append(t.seconds / steps_per_repeat)
-    return times
-
-
 def throughput(model: VGG, device: torch.device, batch_size: int, train: bool, warmup: int = 2,
                repeats: int = 5, amp_dtype: torch.dtype | None = None, channels_last: bool = True,
-               min_batch: int = 1) -> dict:
+               min_batch: int = 1, min_window_s: float = 0.0, compile_backend: str | None = None) -> dict:
     """Images/s of a training step (fwd+bwd+SGD step) or inference (fwd, no grad) on one fixed batch
-    already on the device. On out-of-memory the batch is halved (down to min_batch) and the batch
-    actually used is recorded."""
+    already on the device: median, min and max over `repeats` windows of several steps (each at least
+    `min_window_s` long). With `compile_backend` the model is torch.compiled first (as the trainer
+    does). On out-of-memory the batch is halved (down to min_batch) and the batch actually used is
+    recorded."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device, memory_format=fmt)
     model.train(train)
     opt = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9) if train else None
-    n_cls = model.spec.num_classes
+    run_model = compiled.compile_model(model, compile_backend) if compile_backend else model
+    n_cls, load = model.spec.num_classes, os.getloadavg()[0]
     while True:
         try:
             x = torch.randn(batch_size, 3, model.spec.image_size, model.spec.image_size,
@@ -235,18 +169,19 @@ def throughput(model: VGG, device: torch.device, batch_size: int, train: bool, w
             def step():
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                     if train:
-                        loss = nn.functional.cross_entropy(model(x), y)
+                        loss = nn.functional.cross_entropy(run_model(x), y)
                         loss.backward()
                         opt.step()
                         opt.zero_grad(set_to_none=True)
                     else:
                         with torch.no_grad():
-                            model(x)
+                            run_model(x)
 
             with Timer(device) as warm:  # includes compilation / autotuning: reported apart
                 for _ in range(warmup):
                     step()
-            times = time_steps(step, device, 0, repeats)
+            window = window_steps(step, device, min_window_s)
+            times = time_steps(step, device, 0, repeats, window)
             break
         except (RuntimeError, torch.cuda.OutOfMemoryError) as err:
             if not is_oom(err) or batch_size // 2 < min_batch:
@@ -257,33 +192,9 @@ def throughput(model: VGG, device: torch.device, batch_size: int, train: bool, w
                 torch.cuda.empty_cache()
             batch_size //= 2
     ips = [batch_size / t for t in times]
-    return {"images_per_s": statistics.median(ips), "images_per_s_min": min(ips), "images_per_s_max": max(ips),
-            "batch_size": batch_size, "repeats": repeats, "warmup_s": warm.seconds,
+    median = statistics.median(ips)
+    return {"images_per_s": median, "images_per_s_min": min(ips), "images_per_s_max": max(ips),
+            "spread": (max(ips) - min(ips)) / median, "batch_size": batch_size, "repeats": repeats,
+            "steps_per_repeat": window, "warmup_s": warm.seconds, "load_avg_1min": load,
+            "compiled": compiled.report() if compile_backend else None,
             "peak_mem_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None}
-
-
-@functools.lru_cache(maxsize=None)
-def matmul_ceiling(device_str: str, dtype_name: str = "float32", n: int | None = None,
-                   threads: int | None = None) -> float:
-    """Dense matmul FLOP/s of this device (measured once per process and CPU thread count, which
-    callers pass as `threads`): n x n @ n x n, median of 5; n = 2048 on CPU (172-179 GFLOP/s for
-    n = 1024-4096 on the 2-core dev machine), 8192 on GPUs (small products do not reach peak)."""
-    device, dtype = torch.device(device_str), getattr(torch, dtype_name)
-    n = n or (8192 if device.type == "cuda" else 2048)
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    times = time_steps(lambda: torch.mm(a, b), device, warmup=2, repeats=5)
-    return 2 * n**3 / statistics.median(times)
-
-
-def utilisation(gflops_per_image: float, train_images_per_s: float, device: torch.device, dtype_name: str,
-                train_gflops_per_image: float | None = None) -> dict:
-    """Achieved training FLOP/s (3 x forward FLOPs per image: forward + two backward products per
-    layer; the first layer's input gradient is not computed, so this slightly overstates; or the
-    counted train_gflops_per_image of a model with frozen layers) and its fraction of the device's
-    measured dense-matmul rate at this CPU thread count."""
-    ceiling = matmul_ceiling(str(device), dtype_name, threads=torch.get_num_threads())
-    per_image = 3 * gflops_per_image if train_gflops_per_image is None else train_gflops_per_image
-    achieved = per_image * 1e9 * train_images_per_s
-    return {"ceiling_gflop_per_s": ceiling / 1e9, "ceiling_dtype": dtype_name,
-            "train_gflop_per_s": achieved / 1e9, "ceiling_fraction": achieved / ceiling}

@@ -24,10 +24,12 @@ class Profile:
     data: DataSpec
     model: ModelSpec
     train: TrainSpec
-    # Throughput measurement: batch, warm-up steps and timed repeats.
+    # Throughput measurement: batch, warm-up steps, timed repeats, each a window of steps lasting at
+    # least bench_window_s (one step is too short to time on a shared machine; timm times 40).
     bench_batch: int = 64
     bench_warmup: int = 2
     bench_repeats: int = 5
+    bench_window_s: float = 1.0
     # CPU float results depend on the number of threads (reduction order): a profile that pins it
     # gives the same numbers serially and under pytest-xdist. None: the process's threads.
     cpu_threads: int | None = None
@@ -47,7 +49,7 @@ PROFILES: dict[str, Profile] = {
         "smoke", DataSpec("synthetic", 32),
         ModelSpec(width=0.125, num_classes=10, image_size=32, head="linear"),
         TrainSpec(epochs=2, batch_size=64, lr=None, augment=False),
-        bench_batch=32, bench_warmup=1, bench_repeats=3, cpu_threads=1,
+        bench_batch=32, bench_warmup=1, bench_repeats=3, bench_window_s=0.05, cpu_threads=1,
         description="embedded synthetic glyphs, width 1/8, 2 epochs (CPU, minutes)"),
     "cifar10": Profile(
         "cifar10", DataSpec("cifar10", 32),

@@ -23,14 +23,15 @@ from . import __version__, faults, records, tuning
 from .cells import Cell
 from .checkpoint import Checkpoint
 from .data import DataError, ImageData, load_data
-from .measure import (count_flops, count_params, device_name, is_oom, resolve_device,
-                      throughput, train_step_flops, utilisation, versions)
+from .device import device_name, is_oom, resolve_device, set_math_mode
+from .measure import count_flops, count_params, train_step_flops, versions
 from .models import ModelSpec, analytic_macs, build_model
 from .notices import locked
 from .pretrained import load_weights
-from .transfer import freeze
 from .progress import Display, Session, Watch
-from .trainer import STATUSES, autocast_dtype, train
+from .speed import model_speed
+from .trainer import STATUSES, train
+from .transfer import freeze
 
 # Final weights are kept (results/weights/<cell>.pt) for models up to this size: the report draws
 # feature maps from them; full-width ImageNet VGGs (130M+ params) would fill a disk.
@@ -47,18 +48,11 @@ def git_commit() -> str | None:
 
 
 def measure_throughput(cell: Cell, model: torch.nn.Module, device: torch.device, gflops: float) -> dict:
-    batch, warmup, repeats = cell.bench
-    amp = autocast_dtype(cell.train, device)
-    out = {}
-    for kind, is_train in (("train", True), ("infer", False)):
-        out[kind] = throughput(copy.deepcopy(model), device, batch, train=is_train, warmup=warmup, repeats=repeats,
-                               amp_dtype=amp, channels_last=cell.train.channels_last)
-    dtype = "bfloat16" if amp is not None else "float32"
+    batch, warmup, repeats, window_s = cell.bench
     # Frozen layers (transfer modes) cut the backward: count its FLOPs rather than assume 3 x forward.
     frozen = not all(p.requires_grad for p in model.parameters())
     train_gflops = train_step_flops(copy.deepcopy(model)) / 1e9 if frozen else None
-    out.update(utilisation(gflops, out["train"]["images_per_s"], device, dtype, train_gflops))
-    return out
+    return model_speed(model, device, batch, cell.train, warmup, repeats, window_s, gflops, train_gflops)
 
 
 def execute(cell: Cell, checkpoint: Checkpoint | None = None,
@@ -74,6 +68,7 @@ def execute(cell: Cell, checkpoint: Checkpoint | None = None,
     device = resolve_device(cell.device)
     if device.type == "cpu":
         torch.set_num_threads(cell.threads)
+    set_math_mode(device)  # before the first measurement: the same mode for throughput and training
     data = load_data(cell.data)
     if cell.data.fingerprint and data.fingerprint != cell.data.fingerprint:
         raise DataError(f"the data of {cell.data.dataset} changed since this cell was made ({data.origin}): "

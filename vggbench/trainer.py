@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import pretrained, transfer
+from . import compiled, pretrained, transfer
 from .data import ImageData
+from .device import cuda_index, set_math_mode
 from .loader import DeviceLoader
 
 OPTIMIZERS = ("sgd", "adam", "adagrad")
@@ -55,7 +56,8 @@ class TrainSpec:
     channels_last: bool = True
     amp: str = "auto"                # "auto": bf16 autocast on CUDA, off on CPU; "off"; "bf16"
     stall_epochs: int = 2            # judge "stalled" from this epoch on
-    compile: bool = False            # torch.compile the model (first steps pay the compile time)
+    compile: bool = False            # torch.compile the model (first steps pay the compile time;
+                                     # backend: compiled.py, $VGGBENCH_COMPILE_BACKEND)
     transfer: str = "scratch"        # transfer.MODES: scratch | finetune | frozen | linear
     pretrained_lr_scale: float = 1.0  # LR multiplier of the trainable pretrained layers (transfer.py)
 
@@ -90,9 +92,15 @@ class TrainSpec:
         return dataclasses.replace(self, **changes)
 
 
-def make_optimizer(model: nn.Module, spec: TrainSpec) -> torch.optim.Optimizer:
-    """The optimiser over the trainable parameters only (frozen ones have requires_grad=False),
-    one learning rate per transfer group (transfer.lr_groups; one group when training from scratch)."""
+OPTIMIZER_CLASSES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad}
+
+
+def make_optimizer(model: nn.Module, spec: TrainSpec, fused: bool | None = None) -> torch.optim.Optimizer:
+    """The optimiser over the trainable parameters only (frozen ones have requires_grad=False), one
+    learning rate per transfer group (transfer.lr_groups; one group when training from scratch).
+    fused (default: on CUDA) asks for one fused kernel per step; if this torch cannot build it or run
+    its first step (some versions accept fused=True for a class and fail only in step()),
+    multi-tensor (foreach) updates are used instead."""
     lr = spec.learning_rate
     groups = []
     for params, scale in transfer.lr_groups(model, spec.transfer, spec.pretrained_lr_scale):
@@ -100,15 +108,26 @@ def make_optimizer(model: nn.Module, spec: TrainSpec) -> torch.optim.Optimizer:
         groups += [{"params": [p for p in params if p.ndim > 1], "weight_decay": spec.weight_decay, "lr": lr * scale},
                    {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, "lr": lr * scale}]
     groups = [g for g in groups if g["params"]]
-    cls, kw = {"sgd": (torch.optim.SGD, dict(momentum=spec.momentum, nesterov=spec.nesterov)),
-               "adam": (torch.optim.Adam, {}), "adagrad": (torch.optim.Adagrad, {})}[spec.optimizer]
-    # One fused kernel per step on CUDA; multi-tensor (foreach) updates elsewhere.
-    if groups[0]["params"][0].is_cuda:
-        try:
-            return cls(groups, lr=lr, fused=True, **kw)
-        except (RuntimeError, TypeError):
-            pass
-    return cls(groups, lr=lr, foreach=True, **kw)
+    cls = OPTIMIZER_CLASSES[spec.optimizer]
+    kw = dict(lr=lr, **(dict(momentum=spec.momentum, nesterov=spec.nesterov) if spec.optimizer == "sgd" else {}))
+    first = groups[0]["params"][0]
+    if fused is None:
+        fused = first.is_cuda
+    if fused and _fused_steps(cls, first, kw, spec.weight_decay):
+        return cls(groups, fused=True, **kw)
+    return cls(groups, foreach=True, **kw)
+
+
+def _fused_steps(cls, like: torch.Tensor, kw: dict, weight_decay: float) -> bool:
+    """Whether a fused `cls` builds and steps on `like`'s device and dtype: tried on a throw-away
+    parameter, so the model's own state is never touched by a failing first step."""
+    probe = torch.zeros(2, device=like.device, dtype=like.dtype, requires_grad=True)
+    probe.grad = torch.ones_like(probe)
+    try:
+        cls([probe], fused=True, weight_decay=weight_decay, **kw).step()
+    except (RuntimeError, TypeError, ValueError, NotImplementedError):
+        return False
+    return True
 
 
 def make_scheduler(opt: torch.optim.Optimizer, spec: TrainSpec, steps_per_epoch: int):
@@ -162,30 +181,47 @@ def judge(train_loss: float, epoch: int, num_classes: int, spec: TrainSpec) -> s
 
 
 def _state(model, opt, per_step, plateau, loader, history) -> dict:
+    # RNG states as bytes: torch.load's map_location moves tensors (to the GPU, on resume), and
+    # torch.set_rng_state / Generator.set_state accept only CPU byte tensors.
     return {"model": model.state_dict(), "optimizer": opt.state_dict(),
             "per_step": per_step.state_dict() if per_step else None,
             "plateau": plateau.state_dict() if plateau else None,
-            "torch_rng": torch.get_rng_state(), "loader_rng": loader.generator.get_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "torch_rng": _bytes(torch.get_rng_state()), "loader_rng": _bytes(loader.generator.get_state()),
+            "cuda_rng": [_bytes(s) for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else None,
             "history": history}
 
 
+def _bytes(state: torch.Tensor) -> bytes:
+    return state.cpu().numpy().tobytes()
+
+
+def _rng(state) -> torch.Tensor:
+    """An RNG state as the CPU byte tensor torch wants, from bytes or from a tensor on any device."""
+    if isinstance(state, (bytes, bytearray)):
+        return torch.frombuffer(bytearray(state), dtype=torch.uint8)
+    return state.to("cpu", torch.uint8)
+
+
+def restore_rng(state: dict, loader: DeviceLoader) -> None:
+    torch.set_rng_state(_rng(state["torch_rng"]))
+    loader.generator.set_state(_rng(state["loader_rng"]))
+    if state["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([_rng(s) for s in state["cuda_rng"]])
+
+
 def _restore(state, model, opt, per_step, plateau, loader) -> list[dict]:
-    model.load_state_dict(state["model"])
-    opt.load_state_dict(state["optimizer"])
+    model.load_state_dict(state["model"])  # copies onto the model's device
+    opt.load_state_dict(state["optimizer"])  # casts the state to each parameter's device
     if per_step:
         per_step.load_state_dict(state["per_step"])
     if plateau:
         plateau.load_state_dict(state["plateau"])
-    torch.set_rng_state(state["torch_rng"])
-    loader.generator.set_state(state["loader_rng"])
-    if state["cuda_rng"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    restore_rng(state, loader)
     return state["history"]
 
 
 def train(model: nn.Module, data: ImageData, spec: TrainSpec, device: torch.device, seed: int = 0,
-          on_epoch=None, checkpoint=None) -> dict:
+          on_epoch=None, checkpoint=None, resident_bytes: int | None = None) -> dict:
     """Train `model` on `data.train`, select on `data.val`, report `data.test`. Returns the result:
     {"status", "epochs_run", "history": [per-epoch dict], "test": {...}, "best_epoch", "best_val_top1"}.
 
@@ -194,20 +230,22 @@ def train(model: nn.Module, data: ImageData, spec: TrainSpec, device: torch.devi
     from its last epoch, ending exactly as an uninterrupted run would (bit-identical on CPU).
 
     `on_epoch(row)` is called after each epoch with the history row plus "epochs" (planned),
-    "images" (trained on) and "train_s" (seconds of the epoch's training, without evaluation)."""
+    "images" (trained on) and "train_s" (seconds of the epoch's training, without evaluation).
+    resident_bytes: the most image bytes the loaders keep on the device (DeviceLoader); more is read
+    in prefetched chunks. With spec.compile the result says what really ran compiled ("compiled")."""
     torch.manual_seed(seed)
     fmt = torch.channels_last if spec.channels_last else torch.contiguous_format
-    model = model.to(device, memory_format=fmt)
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
-    else:
-        torch.set_flush_denormal(True)  # tiny gradients as denormals slow x86 arithmetic many-fold
-    step_model = torch.compile(model) if spec.compile else model
+        torch.cuda.set_device(cuda_index(device))  # streams, events, compiled kernels: this GPU
+    model = model.to(device, memory_format=fmt)
+    set_math_mode(device)
+    step_model = compiled.compile_model(model) if spec.compile else model
     amp = autocast_dtype(spec, device)
     bs = spec.batch_size
     # Pretrained weights expect the normalisation they were trained with; from scratch, the data's own.
     mean, std = pretrained.normalization() if spec.pretrained else (data.mean, data.std)
-    common = dict(mean=mean, std=std, device=device, channels_last=spec.channels_last)
+    common = dict(mean=mean, std=std, device=device, channels_last=spec.channels_last,
+                  resident_bytes=resident_bytes)
     train_loader = DeviceLoader(data.train_x, data.train_y, bs, train=True, augment=spec.augment, seed=seed, **common)
     val_loader = DeviceLoader(data.val_x, data.val_y, bs, **common)
     test_loader = DeviceLoader(data.test_x, data.test_y, bs, **common)
@@ -215,7 +253,8 @@ def train(model: nn.Module, data: ImageData, spec: TrainSpec, device: torch.devi
     per_step, plateau = make_scheduler(opt, spec, len(train_loader))
 
     history, status = [], "ok"
-    state = checkpoint.load(map_location=device) if checkpoint is not None else None
+    # On the CPU: load_state_dict moves each tensor where it belongs; the RNG states stay CPU bytes.
+    state = checkpoint.load(map_location="cpu") if checkpoint is not None else None
     if state is not None:
         history = _restore(state, model, opt, per_step, plateau, train_loader)
     for epoch in range(len(history) + 1, spec.epochs + 1):
@@ -259,7 +298,8 @@ def train(model: nn.Module, data: ImageData, spec: TrainSpec, device: torch.devi
 
     if status == "ok" and len(history) < spec.stall_epochs:
         status = "unjudged"  # too few epochs to tell learning from a stall: never "ok" by default
-    result = {"status": status, "epochs_run": len(history), "history": history}
+    result = {"status": status, "epochs_run": len(history), "history": history,
+              "compiled": compiled.report() if spec.compile else None}
     vals = [h for h in history if "val_top1" in h]
     if vals:
         best = max(vals, key=lambda h: h["val_top1"])

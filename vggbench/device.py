@@ -1,0 +1,136 @@
+"""The device: which one (resolve_device, its index and model), its free memory, the math mode every
+measurement and training step of a process shares, and timing work on it (synchronised; CUDA
+events on the working GPU's stream). The lowest layer: everything that touches a device uses it.
+"""
+from __future__ import annotations
+
+import math
+import platform
+import time
+from typing import Callable
+
+import torch
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available: use --device cpu")
+    return dev
+
+
+def device_name(device: torch.device) -> str:
+    """The hardware a measurement ran on, as the tables show it: the GPU's model, its index and how many
+    GPUs the process saw; or the CPU's model and the torch threads."""
+    if device.type == "cuda":
+        index = cuda_index(device)
+        return f"{torch.cuda.get_device_name(index)} (cuda:{index} of {torch.cuda.device_count()} visible)"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return f"CPU: {line.split(':', 1)[1].strip()} x{torch.get_num_threads()} threads"
+    except OSError:
+        pass
+    return f"CPU: {platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
+
+
+def cuda_index(device: torch.device) -> int:
+    """The index of a CUDA device; "cuda" without one is the current device. Some torch versions
+    (2.2-2.4: mem_get_info) reject a device without an index, so CUDA calls get this integer."""
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
+def gpu_model(device: torch.device) -> str | None:
+    """The GPU's model name (part of the identity of a CUDA cell: its throughput depends on it)."""
+    return torch.cuda.get_device_name(cuda_index(device)) if device.type == "cuda" else None
+
+
+def free_bytes(device: torch.device) -> int:
+    return torch.cuda.mem_get_info(cuda_index(device))[0]
+
+
+def set_math_mode(device: torch.device) -> dict:
+    """One math mode for every measurement and every training step of a process, set before the
+    first one: cuDNN picks its fastest kernels (fixed shapes), and float32 matrix products and
+    convolutions both use TF32 tensor cores on GPUs that have them (cuDNN convolutions do by default,
+    cuBLAS products do not), so that the matmul ceiling and the model run in the same mode. On CPU,
+    denormals flush to zero (tiny gradients as denormals slow x86 arithmetic many-fold). Returns the
+    settings, for the record."""
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)
+    return math_mode(device)
+
+
+def math_mode(device: torch.device) -> dict:
+    tf32 = (device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+            and torch.cuda.get_device_capability(cuda_index(device))[0] >= 8)  # TF32 units: Ampere and later
+    return {"float32": "tf32" if tf32 else "ieee", "cudnn_benchmark": torch.backends.cudnn.benchmark}
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Timer:
+    """Wall time of a region of device work: CUDA events on GPU, perf_counter on CPU; always synchronised.
+
+    The events are recorded on the current stream *of the timed device*: an event recorded without a
+    stream goes on the current device's stream, which for work on cuda:1 is GPU 0's, not the one that
+    does the work."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def __enter__(self):
+        synchronize(self.device)
+        if self.device.type == "cuda":
+            self._stream = torch.cuda.current_stream(self.device)
+            self._start, self._end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            self._start.record(self._stream)
+        else:
+            self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            self._end.record(self._stream)
+            self._end.synchronize()
+            self.seconds = self._start.elapsed_time(self._end) / 1e3
+        else:
+            self.seconds = time.perf_counter() - self._t0
+        return False
+
+
+def is_oom(err: BaseException) -> bool:
+    return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
+
+
+def time_steps(step: Callable[[], None], device: torch.device, warmup: int, repeats: int,
+               steps_per_repeat: int = 1) -> list[float]:
+    """Seconds per step for each repeat (a window of `steps_per_repeat` steps, one sync per window),
+    after `warmup` un-timed steps."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        with Timer(device) as t:
+            for _ in range(steps_per_repeat):
+                step()
+        times.append(t.seconds / steps_per_repeat)
+    return times
+
+
+def window_steps(step: Callable[[], None], device: torch.device, min_window_s: float, min_steps: int = 1) -> int:
+    """Steps per timed window so that a window lasts about `min_window_s` (one step timed to
+    calibrate): one step is too short to time against the noise of a shared machine, so each repeat
+    times many (timm's benchmark times 40 per run)."""
+    with Timer(device) as t:
+        step()
+    return max(min_steps, math.ceil(min_window_s / max(t.seconds, 1e-9)))
