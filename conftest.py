@@ -319,6 +319,7 @@ def pytest_terminal_summary(terminalreporter, config):
     for name, df in tables.items():
         terminalreporter.section(f"vggbench: {name} -> {Path(config.option.results_dir) / (name + '.csv')}")
         shown = cols[:3] + ["lr", "tuned"] + cols[3:] if ABLATIONS[name].tune_by_default or opts.tune else cols
+        shown = shown + [c for c in df.columns if c.startswith("eval_")]  # section 3.2's test-time methods
         terminalreporter.write_line(df[shown].to_string(index=False, float_format=lambda v: f"{v:.4g}")
                                     if len(df) else "(no records)")
         if ABLATIONS[name].tune_by_default and not tuned(ABLATIONS[name], baseline(opts), opts):

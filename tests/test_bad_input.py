@@ -26,7 +26,7 @@ from vggbench.trainer import TrainSpec, TrainSpecError
 
 # (id, arguments, message); {tmp} is the test's folder. The message says what to do.
 PLUGIN_CASES = [
-    ("unknown profile", ["--profile", "nope"], "invalid choice: 'nope' (choose from 'cifar10', 'imagenet'"),
+    ("unknown profile", ["--profile", "nope"], "invalid choice: 'nope' (choose from 'cifar10', 'cpu', 'imagenet'"),
     ("unknown dataset", ["--dataset", "nope"], "unknown dataset 'nope': choose one of cifar10, cifar100"),
     ("epochs out of range", ["--epochs", "0"], "'0' is out of range; epochs must be an integer >= 1"),
     ("epochs not a number", ["--epochs", "two"], "'two' is not an integer; epochs must be an integer >= 1"),

@@ -12,7 +12,8 @@ import torch
 
 from . import records
 from .data import DataSpec, load_data
-from .grid import ABLATIONS, Ablation
+from .data.sources import cache_size
+from .grid import ABLATIONS, Ablation, Case
 from .device import gpu_model, resolve_device
 from .models import ModelSpec
 from .options import Options
@@ -43,6 +44,13 @@ class Cell:
     tune: tuple[float, ...] = ()
     role: str = "final"
     tuning: dict | None = field(default=None, compare=False)
+    # The paper's warm starts (warmstart.py): the cell whose trained net this one starts from and
+    # which of its layers ("from-A", "all"); it runs first (run.run_cell), once, under a lock.
+    start: "Cell | None" = None
+    start_layers: str = ""
+    # Test-time methods of section 3.2 (evaluation.py): a cell that evaluates the trained net of its
+    # training cell (this cell without them), not another training.
+    evaluate: tuple[str, ...] = ()
 
     @property
     def device_kind(self) -> str:
@@ -60,6 +68,10 @@ class Cell:
             config["pretrained"] = self.weights.identity()  # the file's sha256 or torchvision's name + hash
         if self.tune:
             config["tune_lr"] = list(self.tune)  # a final cell before tuning (its record is under the tuned id)
+        if self.start is not None:  # the id covers the start: another A is another cell
+            config["start"] = {"cell": self.start.id, "layers": self.start_layers}
+        if self.evaluate:
+            config["evaluate"] = list(self.evaluate)
         if self.role != "final":
             config["role"] = self.role  # a tuning cell: never counted as a seed of its case
         return config
@@ -107,21 +119,57 @@ def cells_for(ablation: Ablation | str, options: Options) -> list[Cell]:
     data = base.data.replace(fingerprint=load_data(base.data).fingerprint)
     given = tuple((f.name, getattr(options, f.name)) for f in dataclasses.fields(options)
                   if f.name != "profile" and getattr(options, f.name) != f.default)
-    out = []
+    out, trained = [], {}  # trained: (case id, seed) -> its training cell (another case's start)
     for case in ablation.cases:
         model = base.model.replace(**{**ablation.model, **case.model})
         train_ = base.train.replace(**case.train)
         if train_.lr is None:
             train_ = train_.replace(lr=train_.learning_rate)  # record the number, not "default"
+        case_data = data
+        if case.scale is not None:
+            train_ = train_.replace(scale=tuple(base.scale_px(s) for s in case.scale))
+            case_data = _cached_for(data, train_.scale[1])
         weights, skip = _weights(ablation, model, train_, options.pretrained)
         tune = ()
         if tuned(ablation, base, options):
             tune = options.tune_grid or tuple(float(f"{train_.lr * f:.3g}") for f in base.lr_grid_factors)
         for seed in range(options.seeds):
-            out.append(Cell(ablation.name, case.id, model, train_, data, seed, options.device,
+            def cell(case_id, model, train_, **more) -> Cell:
+                return Cell(ablation.name, case_id, model, train_, case_data, seed, options.device,
                             (base.bench_batch, base.bench_warmup, base.bench_repeats, base.bench_window_s),
-                            base.cpu_threads, options.profile, given, weights=weights, skip=skip, tune=tune))
+                            base.cpu_threads, options.profile, given, weights=weights, skip=skip, **more)
+            start, layers, lr = _start(case, model, trained, seed, lambda m: cell("A", m, train_))
+            one = cell(case.id, model.replace(init="paper") if model.init == "from-A" and start is None else model,
+                       train_.replace(lr=lr * train_.lr), tune=tune, start=start, start_layers=layers)
+            trained[case.id, seed] = one
+            out.append(dataclasses.replace(one, evaluate=case.evaluate) if case.evaluate else one)
     return out
+
+
+def _start(case: Case, model: ModelSpec, trained: dict, seed: int, a_cell) -> tuple[Cell | None, str, float]:
+    """(the cell a case starts from, the layers copied, the factor on its learning rate).
+
+    init "from-A" on B-E: net A with the same settings (random "paper" init) trained first, its
+    layers copied (warmstart.FROM_A), the rate unchanged as in the paper; on A and A-LRN themselves
+    there is nothing to start from: the paper's random init. A case with `start`: that case's
+    trained net (same seed), every layer, at case.start_lr x the rate."""
+    if model.init == "from-A" and model.config not in ("A", "A-LRN"):
+        return a_cell(model.replace(config="A", init="paper")), "from-A", 1.0
+    if case.start is not None:
+        if (case.start, seed) not in trained:
+            raise ValueError(f"case {case.id} starts from {case.start}, which must come before it in its ablation")
+        return trained[case.start, seed], "all", case.start_lr
+    return None, "", 1.0
+
+
+def _cached_for(data: DataSpec, largest: int) -> DataSpec:
+    """The data cached large enough for crops at a rescaled side up to `largest` (sources.cache_size),
+    its fingerprint that of the larger copy."""
+    size = max(data.image_size, cache_size(data.dataset, largest))
+    if size == data.image_size:
+        return data
+    data = data.replace(image_size=size, fingerprint=None)
+    return data.replace(fingerprint=load_data(data).fingerprint)
 
 
 def tuned(ablation: Ablation, profile: Profile, options: Options) -> bool:

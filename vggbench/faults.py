@@ -25,6 +25,8 @@ def injected() -> dict:
       pause=N:FILE  once per FILE: before training step N (1-based, counted from the process's
                     start of training) write the process id to FILE, then sleep, so that a test
                     can kill or signal the cell in the middle of an epoch
+      trace=FILE    every cell that trains appends "<case> <cell id>" to FILE (a test counts how
+                    often a shared cell, such as the net A others start from, was computed)
     """
     text = os.environ.get(INJECT_ENV, "").strip()
     out: dict = {}
@@ -35,6 +37,8 @@ def injected() -> dict:
                 out["oom_above"] = int(item[4:])
             elif key == "error":
                 out["error"] = value or "*"
+            elif key == "trace" and value:
+                out["trace"] = value
             elif key == "pause" and ":" in value:
                 step, _, marker = value.partition(":")
                 out["pause"] = (int(step), marker)
@@ -42,8 +46,15 @@ def injected() -> dict:
                 raise ValueError(item)
         except ValueError:
             raise ValueError(f"{INJECT_ENV}={text!r}: cannot read {item!r}; it is a test hook: unset it, or give "
-                             "oom>N, error, error=CASE or pause=STEP:FILE") from None
+                             "oom>N, error, error=CASE, pause=STEP:FILE or trace=FILE") from None
     return out
+
+
+def trace(hooks: dict, case: str, cell_id: str) -> None:
+    """With trace=FILE: one line for a cell about to train (appended: concurrent writers keep whole lines)."""
+    if "trace" in hooks:
+        with open(hooks["trace"], "a") as f:
+            f.write(f"{case} {cell_id}\n")
 
 
 def install_hooks(model: torch.nn.Module, hooks: dict) -> None:

@@ -6,12 +6,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .evaluation import METHODS
+
 
 @dataclass(frozen=True)
 class Case:
     id: str                                     # pytest id part, e.g. "D-adam"; works with -k
     model: dict = field(default_factory=dict)   # ModelSpec field changes
     train: dict = field(default_factory=dict)   # TrainSpec field changes
+    # The paper's training scale S (section 3.1) in the paper's pixels (for its 224 crop): (256, 256)
+    # fixed, (256, 512) jittered; a profile maps it to its own image size (profiles.Profile.scale_px).
+    scale: tuple[int, int] | None = None
+    # The case (same ablation, same seed) whose trained net this one starts from, every layer copied,
+    # at start_lr x its learning rate: the paper's S = 384 net, started from S = 256 at 10^-3 (a tenth).
+    start: str | None = None
+    start_lr: float = 0.1
+    # The test-time methods of section 3.2 (evaluation.METHODS) computed from the trained net: results
+    # of its training cell, not another training.
+    evaluate: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -62,10 +74,21 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
     Ablation("kernel", "Stacks of 3x3 convs vs one large kernel of the same receptive field (section 4.1).",
              _cases(*(Case(f"{c}-{k}", {"config": c, "kernels": k}) for c in ("B", "D") for k in ("3x3", "large"))),
              Display(cost_plots=True)),
-    Ablation("init", "Initialisation without BN: the paper's N(0, 0.01) vs Xavier vs Kaiming.",
+    Ablation("init", "Initialisation without BN: the paper's N(0, 0.01), its start from a trained net A (section 3.1), "
+             "Xavier and Kaiming.",
              _cases(*(Case(f"{c}-{i}", {"config": c, "init": i, "batch_norm": False})
-                      for c in ("D", "E") for i in ("paper", "xavier", "kaiming"))),
+                      for c in ("D", "E") for i in ("paper", "from-A", "xavier", "kaiming"))),
              Display(stall_is_outcome=True)),
+    Ablation("scale", "Training scale (paper Table 3): fixed S = 256, S = 384 started from S = 256, and scale "
+             "jittering S in [256, 512], on C, D and E; tested at one scale Q, densely (section 3.2).",
+             _cases(*(Case(f"{c}-{name}", {"config": c}, scale=s, start=f"{c}-S256" if name == "S384" else None,
+                           evaluate=("single_scale",))
+                      for c in ("C", "D", "E")
+                      for name, s in (("S256", (256, 256)), ("S384", (384, 384)), ("S256-512", (256, 512))))),
+             Display(references=("paper_table3",))),
+    Ablation("evaluation", "Test-time evaluation (paper Tables 4-5): one scale vs several, dense vs multi-crop vs "
+             "both, on D and E trained with scale jittering; one trained net evaluated every way.",
+             _cases(*(Case(f"{c}-S256-512", {"config": c}, scale=(256, 512), evaluate=METHODS) for c in ("D", "E")))),
     Ablation("optimizer", "SGD with momentum vs Adam vs Adagrad, each at its own learning rate, on D.",
              _cases(*(Case(f"D-{o}", {"config": "D"}, {"optimizer": o}) for o in ("sgd", "adam", "adagrad"))),
              Display(references=("cifar10",)), tune_by_default=True),

@@ -96,11 +96,17 @@ class DeviceLoader:
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, mean, std, device: torch.device,
                  train: bool = False, augment: bool = True, pad: int = 4, seed: int = 0,
-                 channels_last: bool = True, policy: str = "auto", resident_bytes: int | None = None):
+                 channels_last: bool = True, policy: str = "auto", resident_bytes: int | None = None,
+                 scale: tuple[int, int] | None = None, crop: int | None = None):
         """policy: "auto" (crop-flip up to 64 px, scale-jitter above), or one of POLICIES.
+        scale: the paper's training scale (Smin, Smax) in pixels, with `crop` the model's input size:
+        training takes scale_jitter_crop's crops, evaluation the centre crop at Q = (Smin + Smax) / 2
+        (the policy is then scale-jitter). None: the stored size is the model's.
         resident_bytes: the most image bytes kept on the device; larger data is read in chunks
         (default: everything on the device, except on CUDA where 40% of free memory is the limit)."""
-        if policy == "auto":
+        if scale is not None:
+            policy = "scale-jitter"
+        elif policy == "auto":
             policy = "crop-flip" if x.shape[-1] <= 64 else "scale-jitter"
         if policy not in POLICIES:
             raise ValueError(f"unknown augmentation policy {policy!r}: choose auto or one of {', '.join(POLICIES)}")
@@ -116,6 +122,7 @@ class DeviceLoader:
         self.y = y.to(device, non_blocking=True) if self.resident else y
         self.batch_size, self.device, self.train = batch_size, device, train
         self.augment, self.pad = augment and train, pad
+        self.scale, self.crop = scale, crop or x.shape[-1]
         self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -128,7 +135,14 @@ class DeviceLoader:
 
     def _prepare(self, xb: torch.Tensor) -> torch.Tensor:
         size = xb.shape[-1]
-        if self.augment and self.policy == "crop-flip":
+        if self.scale is not None:
+            if self.augment:
+                xb = scale_jitter_crop(xb, self.crop, self.generator, self.scale, self.crop)
+            else:  # the centre crop at Q = (Smin + Smax) / 2
+                half = torch.full((len(xb),), 2 * self.crop / sum(self.scale), device=xb.device)
+                zero = torch.zeros_like(half)
+                xb = affine_crop(xb, half, half, zero, zero, zero.bool(), self.crop)
+        elif self.augment and self.policy == "crop-flip":
             xb = random_crop_flip(xb, self.pad, self.generator)
         elif self.augment and self.policy == "scale-jitter":
             xb = scale_jitter_crop(xb, size, self.generator)

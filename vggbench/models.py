@@ -9,8 +9,12 @@ Variant axes (all fields of `ModelSpec`):
   kernels     "3x3": the paper's stacks. "large": each block's stack is replaced by ONE conv whose
               receptive field equals the stack's: n 3x3 convs -> one (2n+1)x(2n+1) conv (1x1 convs
               add nothing). B-large is the paper's shallow 5x5 net (section 4.1).
-  init        "paper": N(0, 0.01) weights, zero biases (the paper's random init);
-              "xavier": Glorot uniform; "kaiming": He normal for ReLU (fan_in).
+  init        "paper": N(0, 0.01) weights, zero biases: the paper's random init as He et al. (2015)
+              and common reimplementations read "zero mean and 10^-2 variance" (a standard
+              deviation of 0.01); "paper-variance": the words taken literally, variance 10^-2 (a
+              standard deviation of 0.1); "xavier": Glorot uniform; "kaiming": He normal for ReLU
+              (fan_in); "from-A": the paper's way of training the deeper nets (section 3.1): layers
+              copied from a trained net A (warmstart.py), the others at the "paper" init.
   head        "paper": 4096-4096-classes with dropout 0.5; "compact": 512-512-classes;
               "linear": one linear layer. The first linear layer is sized from the real
               flattened feature map (C x H/32 x W/32), not an adaptive pool.
@@ -37,7 +41,9 @@ CONFIGS: dict[str, list[list[int]]] = {
 # Weight layers (convs + 3 FC) per configuration, as the paper names them ("VGG-16" = D).
 DEPTHS = {"A": 11, "A-LRN": 11, "B": 13, "C": 16, "D": 16, "E": 19}
 KERNEL_PLANS = ("3x3", "large")
-INITS = ("paper", "xavier", "kaiming")
+INITS = ("paper", "paper-variance", "xavier", "kaiming", "from-A")
+# The standard deviation of the normal inits (recorded with every run: the paper's phrase is read two ways).
+INIT_STD = {"paper": 0.01, "paper-variance": 0.1, "from-A": 0.01}
 HEADS = {"paper": 4096, "compact": 512, "linear": 0}
 MAX_WIDTH = 16.0  # beyond it a width is a typo, not an experiment (a width-16 VGG-E has ~5e10 parameters)
 # AlexNet's local response normalisation, used by A-LRN after its first convolution.
@@ -154,8 +160,8 @@ class VGG(nn.Module):
 def init_weights(model: nn.Module, scheme: str) -> None:
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
-            if scheme == "paper":
-                nn.init.normal_(m.weight, 0.0, 0.01)
+            if scheme in INIT_STD:  # from-A: the layers not copied from A keep the paper's random init
+                nn.init.normal_(m.weight, 0.0, INIT_STD[scheme])
             elif scheme == "xavier":
                 nn.init.xavier_uniform_(m.weight)
             elif scheme == "kaiming":
@@ -208,5 +214,5 @@ def weight_layers(spec: ModelSpec) -> int:
     return sum(len(k) for _, k in block_plan(spec)) + (3 if HEADS[spec.head] else 1)
 
 
-__all__ = ["CONFIGS", "DEPTHS", "MAX_WIDTH", "ModelSpec", "SpecError", "VGG", "analytic_macs", "analytic_params",
+__all__ = ["CONFIGS", "DEPTHS", "INIT_STD", "INITS", "MAX_WIDTH", "ModelSpec", "SpecError", "VGG", "analytic_macs", "analytic_params",
            "block_plan", "build_model", "init_weights", "weight_layers", "weight_shapes"]

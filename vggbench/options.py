@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .data import DATASETS
-from .models import MAX_WIDTH
+from .models import INITS, MAX_WIDTH
 from .pretrained import check_source
 from .profiles import PROFILES
 
@@ -132,6 +132,10 @@ class Options:
                               pytest_only=True)
     image_size: int | None = option("image size in pixels: a multiple of 32 (overrides the profile's)", None,
                                     number(int, 32, "image size must be an integer >= 32, a multiple of 32"))
+    init: str | None = option("random init (overrides the profile's; the init ablation's cases keep theirs): paper = N(0, 0.01) "
+                              "(the paper's '10^-2 variance' read as a std of 0.01, as He et al. 2015 do); paper-variance "
+                              "= the literal std of 0.1; xavier; kaiming; from-A = the paper's protocol (section 3.1): "
+                              "B-E start from a trained A", None, choices=INITS)
     train_subset: int | None = option("train on a stratified subset of N images", None,
                                       number(int, 1, "train subset must be an integer >= 1"))
     test_subset: int | None = option("test on a stratified subset of N images", None,

@@ -147,8 +147,8 @@ def weights_path(results_dir: str | os.PathLike, cell_id: str) -> Path:
 
 # ------------------------------------------------------------------------------ tables
 
-COLUMNS = ["ablation", "case", "seed", "config", "batch_norm", "kernels", "init", "head", "width",
-           "optimizer", "transfer", "lr", "tuned", "epochs", "epochs_run", "status", "params", "trainable_params", "gmacs", "gflops",
+COLUMNS = ["ablation", "case", "seed", "config", "batch_norm", "kernels", "init", "init_std", "head", "width",
+           "optimizer", "transfer", "scale", "start", "lr", "tuned", "epochs", "epochs_run", "status", "params", "trainable_params", "gmacs", "gflops",
            "train_images_per_s", "infer_images_per_s", "train_gflop_per_s", "ceiling_fraction",
            "best_val_top1", "test_top1", "test_top5", "test_loss", "wall_s", "device", "torch", "cuda", "dataset", "profile",
            "attempts", "cell_id"]
@@ -172,6 +172,10 @@ def flatten(record: dict, ablation: str, case: str) -> dict:
         "train_gflop_per_s": thr.get("train_gflop_per_s"), "ceiling_fraction": thr.get("ceiling_fraction"),
         "best_val_top1": res.get("best_val_top1"), "test_top1": test.get("top1"), "test_top5": test.get("top5"),
         "test_loss": test.get("loss"), "wall_s": record.get("wall_s"), "device": record.get("device"),
+        "init_std": record.get("init_std"), "scale": "-".join(map(str, t["scale"])) if t.get("scale") else None,
+        "start": (record.get("start") or {}).get("cell_id"),
+        # section 3.2's test-time methods (evaluation cells): a top-1 and a top-5 column per method
+        **{f"eval_{method}_{k}": v[k] for method, v in res.get("evaluation", {}).items() for k in ("top1", "top5")},
         "torch": record.get("versions", {}).get("torch"), "cuda": record.get("versions", {}).get("cuda"),
         "dataset": cfg["data"]["dataset"], "profile": provenance(record)["profile"],
         "attempts": provenance(record)["attempts"], "cell_id": record.get("cell_id"),
@@ -179,7 +183,9 @@ def flatten(record: dict, ablation: str, case: str) -> dict:
 
 
 def table(rows: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=COLUMNS)
+    """The rows in COLUMNS' order, then any evaluation columns (eval_<method>_top1/top5) they have."""
+    extra = sorted({k for row in rows for k in row if k not in COLUMNS})
+    return pd.DataFrame(rows, columns=COLUMNS + extra)
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:

@@ -7,6 +7,7 @@ lists what makes a record invalid as a measurement (not whether the science held
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import io
 import math
@@ -25,13 +26,16 @@ from .checkpoint import Checkpoint
 from .data import DataError, ImageData, load_data
 from .device import device_name, is_oom, resolve_device, set_math_mode
 from .measure import count_flops, count_params, train_step_flops, versions
-from .models import ModelSpec, analytic_macs, build_model
+from .models import INIT_STD, ModelSpec, analytic_macs, build_model
+from . import notices
 from .notices import locked
 from .pretrained import load_weights
 from .progress import Display, Session, Watch
 from .speed import model_speed
-from .trainer import STATUSES, train
+from .evaluation import evaluate_protocol
+from .trainer import STATUSES, autocast_dtype, train
 from .transfer import freeze
+from .warmstart import copy_layers
 
 # Final weights are kept (results/weights/<cell>.pt) for models up to this size: the report draws
 # feature maps from them; full-width ImageNet VGGs (130M+ params) would fill a disk.
@@ -56,10 +60,10 @@ def measure_throughput(cell: Cell, model: torch.nn.Module, device: torch.device,
 
 
 def execute(cell: Cell, checkpoint: Checkpoint | None = None,
-            batch_size: int | None = None, on_epoch=None) -> tuple[dict, torch.nn.Module]:
+            batch_size: int | None = None, on_epoch=None, start: tuple[Path, str] | None = None) -> tuple[dict, torch.nn.Module]:
     """Measure and train one cell; returns its record (not yet written) and the trained model.
     batch_size: train at this batch instead of the cell's (run_cell's out-of-memory retries);
-    on_epoch: the trainer's per-epoch callback."""
+    on_epoch: the trainer's per-epoch callback; start: (the trained weights of cell.start, its status)."""
     t0 = time.perf_counter()
     hooks = faults.injected()
     if hooks.get("error") in ("*", cell.case):
@@ -73,11 +77,20 @@ def execute(cell: Cell, checkpoint: Checkpoint | None = None,
     if cell.data.fingerprint and data.fingerprint != cell.data.fingerprint:
         raise DataError(f"the data of {cell.data.dataset} changed since this cell was made ({data.origin}): "
                         "run the session again")
-    if (data.num_classes, data.image_size) != (cell.model.num_classes, cell.model.image_size):
+    # With a training scale the stored images are cropped to the model's size (at least as large).
+    sizes_fit = (data.image_size >= cell.model.image_size if cell.train.scale is not None
+                 else data.image_size == cell.model.image_size)
+    if data.num_classes != cell.model.num_classes or not sizes_fit:
         raise ValueError(f"model expects {cell.model.num_classes} classes at {cell.model.image_size}px but "
                          f"{data.name} has {data.num_classes} at {data.image_size}px: fix --image-size/--profile")
     torch.manual_seed(cell.seed)
     model = build_model(cell.model)
+    started = None
+    if cell.start is not None:  # the paper's warm starts: layers of the trained start cell (warmstart.py)
+        weights, status = start
+        source = load_trained(cell.start, weights)
+        started = {"cell_id": cell.start.id, "case": cell.start.case, "status": status,
+                   "layers": copy_layers(model, source, cell.start_layers), "lr": cell.train.learning_rate}
     if cell.train.pretrained:
         load_weights(model, cell.weights)  # all but the last layer, which stays new for the data's classes
     freeze(model, cell.train.transfer)     # before counting: trainable_params is the mode's
@@ -85,6 +98,7 @@ def execute(cell: Cell, checkpoint: Checkpoint | None = None,
     flops = count_flops(model)
     thr = measure_throughput(cell, model, device, flops["gflops"])
     faults.install_hooks(model, hooks)
+    faults.trace(hooks, cell.case, cell.id)
     result = train(model, data, spec, device, seed=cell.seed, checkpoint=checkpoint, on_epoch=on_epoch)
     wall_s = time.perf_counter() - t0
     earlier = checkpoint.earlier if checkpoint is not None else {"attempts": 0, "wall_s": 0.0, "epoch": 0}
@@ -96,8 +110,17 @@ def execute(cell: Cell, checkpoint: Checkpoint | None = None,
         "dataset": {"name": data.name, "sizes": data.sizes(), "classes": len(data.classes), "source": data.source},
         "commit": git_commit(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "wall_s": wall_s, "provenance": provenance(cell, data, earlier, wall_s),
+        "init_std": INIT_STD.get(cell.model.init),  # the paper's "10^-2 variance", read as which std
         **({"tuning": cell.tuning} if cell.tuning is not None else {}),
+        **({"start": started} if started is not None else {}),
     }, model
+
+
+def load_trained(cell: Cell, path: Path) -> torch.nn.Module:
+    """The trained net of a cell, from its kept weights (on the CPU, wherever they were saved from)."""
+    model = build_model(cell.model)
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model
 
 
 def provenance(cell: Cell, data: ImageData | None, earlier: dict, wall_s: float | None) -> dict:
@@ -118,7 +141,7 @@ def finished_record(cell: Cell, results_dir: str | os.PathLike, set_aside_corrup
 
 
 def run_cell(cell: Cell, results_dir: str | os.PathLike, rerun: bool = False, display: Display | None = None,
-             session: Session | None = None) -> dict:
+             session: Session | None = None, keep_weights: bool = False) -> dict:
     """The cell's record: reused if a finished one exists (unless rerun), else computed and written.
     A file lock makes concurrent workers asking for the same cell compute it once.
 
@@ -132,7 +155,22 @@ def run_cell(cell: Cell, results_dir: str | os.PathLike, rerun: bool = False, di
     <results>/tensorboard/ and its heartbeat to <results>/progress/ (for `vggbench status`).
 
     A cell to be tuned (cell.tune) runs its tuning cells first, then itself at the rate they chose
-    (tuning.py); its record names them."""
+    (tuning.py); its record names them.
+
+    A cell that starts from another's trained net (cell.start: the paper's from-A and S = 384 from
+    S = 256) runs that cell first, keeping its weights (keep_weights: whatever the model's size), under
+    that cell's lock: computed once however many cells and workers need it. A cell that evaluates
+    (cell.evaluate) is a result of its training cell: see run_evaluation."""
+    if cell.evaluate:
+        return run_evaluation(cell, results_dir, rerun=rerun, display=display, session=session)
+    start = None
+    if cell.start is not None:
+        first = run_cell(cell.start, results_dir, display=display, session=session, keep_weights=True)
+        if first["status"] in ("error", "diverged"):  # no usable weights (a stalled net's are: its record says so)
+            return {**error_record(cell, RuntimeError(
+                f"the cell it starts from ({cell.start.case}, {cell.start.id}) ended {first['status']}: "
+                "no trained weights to start from")), "reused": False}
+        start = records.weights_path(results_dir, cell.start.id), first["status"]
     if cell.tune:
         for t in tuning.tuning_cells(cell):
             run_cell(t, results_dir, rerun=rerun, display=display, session=session)
@@ -151,15 +189,19 @@ def run_cell(cell: Cell, results_dir: str | os.PathLike, rerun: bool = False, di
             _remove_own_files(path, cell.id, records.weights_path(results_dir, cell.id), record=True)
         else:
             record = finished_record(cell, results_dir, set_aside_corrupt=True)
-            if record is not None:
+            weights = records.weights_path(results_dir, cell.id)
+            if record is not None and keep_weights and not weights.exists():
+                notices.notice(f"cell {cell.ablation}/{cell.case} (seed {cell.seed}) computed again: another cell starts "
+                            f"from its trained net and its weights were not kept ({weights})")
+            elif record is not None:
                 watch.reused(record)
                 return {**record, "reused": True}
         # Temporary files of this cell left by a killed writer: no one else writes them (the lock).
         _remove_own_files(path, cell.id, records.weights_path(results_dir, cell.id))
         watch.start()
         try:
-            record, model = _execute_retrying_oom(cell, path, watch.epoch)
-            if record["params"] <= SAVE_WEIGHTS_MAX_PARAMS:
+            record, model = _execute_retrying_oom(cell, path, watch.epoch, start)
+            if record["params"] <= SAVE_WEIGHTS_MAX_PARAMS or keep_weights:
                 save_weights(model, records.weights_path(results_dir, cell.id))
             record = records.write_record(path, record)
         except Exception as err:  # KeyboardInterrupt / SystemExit (a requeued job) pass: the checkpoint stays
@@ -179,6 +221,54 @@ def run_cell(cell: Cell, results_dir: str | os.PathLike, rerun: bool = False, di
     return {**record, "reused": False}
 
 
+def run_evaluation(cell: Cell, results_dir: str | os.PathLike, rerun: bool = False, display: Display | None = None,
+                   session: Session | None = None) -> dict:
+    """The record of an evaluation cell: its training cell's record (trained first, or reused, its
+    weights kept) with result["evaluation"] added: every method of cell.evaluate on the test split
+    (evaluation.evaluate_protocol), at the test scales of the training scale. Written under the
+    evaluation cell's id; "trained_by" names the training cell. Evaluating never trains again."""
+    trained = dataclasses.replace(cell, evaluate=())
+    path = records.record_path(results_dir, cell.id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = records.lock_path(results_dir, cell.id)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with locked(lock, f"evaluation {cell.ablation}/{cell.case} (seed {cell.seed})"):
+        if not rerun and (record := finished_record(cell, results_dir, set_aside_corrupt=True)) is not None:
+            return {**record, "reused": True}
+        base = run_cell(trained, results_dir, rerun=rerun, display=display, session=session, keep_weights=True)
+        record = {k: v for k, v in base.items() if k != "reused"}
+        record.update(cell_id=cell.id, config=cell.config(), ablation=cell.ablation, case=cell.case,
+                      trained_by=trained.id)
+        if base["status"] in ("ok", "unjudged"):
+            try:
+                t0 = time.perf_counter()
+                evaluation = evaluate_cell(cell, records.weights_path(results_dir, trained.id))
+                record["result"] = {**record["result"], "evaluation": evaluation}
+                record["evaluation_s"] = time.perf_counter() - t0
+            except Exception as err:
+                record = error_record(cell, err)
+        try:
+            record = records.write_record(path, record)
+        except OSError as write_err:
+            record = error_record(cell, write_err)
+            record["error"]["unwritten"] = f"{type(write_err).__name__}: {write_err}"
+    return {**record, "reused": False}
+
+
+def evaluate_cell(cell: Cell, weights: Path) -> dict:
+    """Section 3.2's methods (cell.evaluate) on the test split, from the trained weights."""
+    device = resolve_device(cell.device)
+    if device.type == "cpu":
+        torch.set_num_threads(cell.threads)
+    set_math_mode(device)
+    data = load_data(cell.data)
+    model = load_trained(cell, weights).to(device)
+    return evaluate_protocol(model, data.test_x, data.test_y, data.mean, data.std, cell.model.image_size,
+                             cell.train.scale or (cell.model.image_size,) * 2, cell.evaluate,
+                             batch_size=cell.train.batch_size, device=device,
+                             amp_dtype=autocast_dtype(cell.train, device))
+
+
 def _checkpoint(path: Path, cell: Cell, batch_size: int) -> Checkpoint:
     """A cell's checkpoint; one per batch size, so a resumed run never mixes an OOM retry's state
     with the full batch's."""
@@ -186,12 +276,12 @@ def _checkpoint(path: Path, cell: Cell, batch_size: int) -> Checkpoint:
     return Checkpoint(path.with_suffix(suffix))
 
 
-def _execute_retrying_oom(cell: Cell, path: Path, on_epoch=None) -> tuple[dict, torch.nn.Module]:
+def _execute_retrying_oom(cell: Cell, path: Path, on_epoch=None, start: tuple[Path, str] | None = None) -> tuple[dict, torch.nn.Module]:
     batch, retries = cell.train.batch_size, []
     while True:
         checkpoint = _checkpoint(path, cell, batch)
         try:
-            record, model = execute(cell, checkpoint, batch_size=batch, on_epoch=on_epoch)
+            record, model = execute(cell, checkpoint, batch_size=batch, on_epoch=on_epoch, start=start)
             break
         except Exception as err:
             if not is_oom(err) or batch == 1:

@@ -53,6 +53,10 @@ class TrainSpec:
     batch_size: int = 128
     grad_clip: float | None = None   # max global grad norm
     augment: bool = True             # random crop (pad 4) + horizontal flip
+    # The training scale S of the paper (section 3.1), in pixels: each image rescaled so its side is
+    # S ~ U[Smin, Smax] (Smin == Smax: a fixed S), a random crop of the model's size taken and
+    # mirrored; val and test see the centre crop at Q = (Smin + Smax) / 2. None: the loader's policy.
+    scale: tuple[int, int] | None = None
     channels_last: bool = True
     amp: str = "auto"                # "auto": bf16 autocast on CUDA, off on CPU; "off"; "bf16"
     stall_epochs: int = 2            # judge "stalled" from this epoch on
@@ -76,6 +80,8 @@ class TrainSpec:
             raise TrainSpecError(f"learning rate {self.lr} must be a finite number > 0")
         if self.transfer not in transfer.MODES:
             raise TrainSpecError(f"unknown transfer {self.transfer!r}: choose one of {', '.join(transfer.MODES)}")
+        if self.scale is not None and not (len(self.scale) == 2 and 1 <= self.scale[0] <= self.scale[1]):
+            raise TrainSpecError(f"scale {self.scale} must be (Smin, Smax) with 1 <= Smin <= Smax, in pixels")
         if not self.pretrained_lr_scale > 0:
             raise TrainSpecError(f"pretrained_lr_scale {self.pretrained_lr_scale} must be > 0")
 
@@ -245,7 +251,7 @@ def train(model: nn.Module, data: ImageData, spec: TrainSpec, device: torch.devi
     # Pretrained weights expect the normalisation they were trained with; from scratch, the data's own.
     mean, std = pretrained.normalization() if spec.pretrained else (data.mean, data.std)
     common = dict(mean=mean, std=std, device=device, channels_last=spec.channels_last,
-                  resident_bytes=resident_bytes)
+                  resident_bytes=resident_bytes, scale=spec.scale, crop=model.spec.image_size)
     train_loader = DeviceLoader(data.train_x, data.train_y, bs, train=True, augment=spec.augment, seed=seed, **common)
     val_loader = DeviceLoader(data.val_x, data.val_y, bs, **common)
     test_loader = DeviceLoader(data.test_x, data.test_y, bs, **common)

@@ -74,12 +74,13 @@ class Known:
     hub_id: str | None        # used when no --data-dir is given
     image_size: int           # the dataset's own size (`vggbench data prepare` default)
     num_classes: int | None   # a copy with another count is another dataset (None: any)
+    originals: int | None = None  # every original image has this size (None: they vary, usually larger)
 
 
 KNOWN = {
-    "cifar10": Known("uoft-cs/cifar10", 32, 10),
-    "cifar100": Known("uoft-cs/cifar100", 32, 100),
-    "tiny-imagenet": Known("zh-plus/tiny-imagenet", 64, 200),
+    "cifar10": Known("uoft-cs/cifar10", 32, 10, 32),
+    "cifar100": Known("uoft-cs/cifar100", 32, 100, 32),
+    "tiny-imagenet": Known("zh-plus/tiny-imagenet", 64, 200, 64),
     "imagenet": Known("ILSVRC/imagenet-1k", 224, 1000),  # gated on the hub: accept its terms, log in
     "imagefolder": Known(None, 32, None),
 }
@@ -107,6 +108,14 @@ def cache_root(cache_dir: str | None) -> Path:
         given = "--cache-dir" if cache_dir else ("$VGGBENCH_CACHE" if os.environ.get("VGGBENCH_CACHE") else "the cache")
         raise DataError(f"cache dir {root}: {existing} is a file, not a folder; point {given} at a folder")
     return root
+
+
+def cache_size(dataset: str, largest: int) -> int:
+    """The size to cache a dataset at for crops up to a rescaled side of `largest` pixels: that side,
+    from pixels that exist (never an upsampling of a smaller cached copy), but no larger than the
+    originals where they all have one size (CIFAR's 32: the loader's resampling upsamples them)."""
+    originals = KNOWN[dataset].originals if dataset in KNOWN else None
+    return largest if originals is None else min(largest, originals)
 
 
 def native_size(dataset: str) -> int:
