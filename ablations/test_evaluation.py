@@ -8,5 +8,5 @@ ABLATION = "evaluation"
 
 def test_evaluation(measured):
     assert problems(measured) == []  # a valid measurement; the science is the report's
-    evaluation = measured["result"].get("evaluation", {}) if measured["status"] in ("ok", "unjudged") else {}
-    assert measured["status"] not in ("ok", "unjudged") or set(evaluation) == set(measured["config"]["evaluate"])
+    if measured["status"] != "diverged":  # every method, from the one trained net
+        assert set(measured["result"]["evaluation"]) == set(measured["config"]["evaluate"])

@@ -90,6 +90,7 @@ def test_scale_cases_map_the_papers_scales_and_s384_starts_from_s256_at_a_tenth(
     assert s384.train.lr == pytest.approx(s256.train.lr / 10)
     assert s256.evaluate == ("single_scale",) and s256.start is None
     # the evaluation ablation's cells evaluate the very training cells of the scale ablation
+    assert jit.start == dataclasses.replace(s384, evaluate=()) and jit.train.lr == pytest.approx(s384.train.lr)
     ev = by_case(cells_for("evaluation", OPTS), "D-S256-512")
     assert dataclasses.replace(ev, evaluate=(), ablation="scale").id == dataclasses.replace(
         by_case(cells, "D-S256-512"), evaluate=()).id

@@ -19,7 +19,7 @@ import torch
 from vggbench import records
 from vggbench.report import build_report, figures
 from vggbench.report import budget
-from vggbench.report.claims import METRICS, judge_claims, verdict_counts
+from vggbench.report.claims import METRICS, comparison, judge_claims, verdict_counts
 from vggbench.report.per_class import confusion
 from vggbench.report.plots import claims_figure, throughput_figure
 from vggbench.report.references import load_references
@@ -81,6 +81,9 @@ def make_record(cell, epochs: int | None = None) -> dict:
     if status != "diverged":
         result.update(best_epoch=len(hist), best_val_top1=hist[-1]["val_top1"],
                       test={"loss": 1.0, "top1": acc, "top5": min(100.0, acc + 20)})
+        if cell.evaluate:  # section 3.2's methods: each a point more than the one before (made-up, like acc)
+            result["evaluation"] = {m: {"top1": acc + i, "top5": min(100.0, acc + 20 + i)}
+                                    for i, m in enumerate(cell.evaluate)}
     macs = analytic_macs(cell.model)["total"] / 1e9
     return {"cell_id": cell.id, "config": cell.config(), "ablation": cell.ablation, "case": cell.case,
             "status": status, "lr": cell.train.learning_rate, "result": result, "params": _params(cell.model),
@@ -135,8 +138,11 @@ def test_report_has_a_table_and_plots_for_every_ablation_and_the_claims(built):
     results, out, _ = built
     md = out["md"].read_text()
     for name in ABLATIONS:
-        s = 2 if ABLATIONS[name].model else 1  # transfer's architecture (width 1, the paper's head): its own setting
+        # transfer's architecture (width 1, the paper's head) and the training scales' data (cached at
+        # the largest scale) are settings of their own: the setting is the last heading before the ablation
         assert f"### Ablation: {name}" in md
+        s = int(re.findall(r"^## Setting (\d+):", md.split(f"### Ablation: {name}")[0], re.M)[-1])
+        assert (s == 1) == (not ABLATIONS[name].model and name not in ("scale", "evaluation")), name
         section = md.split(f"### Ablation: {name}")[1].split("\n### ")[0]
         if s == 1:
             assert "n = 3 seeds per case; 2 epochs on 5000 synthetic training images" in section   # caption: n, budget
@@ -282,15 +288,18 @@ def test_references_are_consistent_with_the_grid():
     cases = {(a.name, c.id) for a in ABLATIONS.values() for c in a.cases}
     for c in ref["claims"]:
         assert (c["ablation"], c["treatment"]) in cases and (c["ablation"], c["control"]) in cases, c["id"]
-        assert c["source"] in ref["sources"] and c["metric"] in METRICS
+        assert c["source"] in ref["sources"] and c["metric"] in METRICS and c.get("control_metric", "test_top1") in METRICS
         assert c["expect"] in ("greater", "less", "not_greater")
     for table in ("paper_table3", "torchvision"):
         assert ref[table]["source"] in ref["sources"]
     shown = [t for a in ABLATIONS.values() for t in a.display.references]
-    assert {"cifar10", "paper_table3", "torchvision"} <= set(shown) and len(shown) == len(set(shown))
-    for table in shown:   # every row is set beside one of our cases, or explicitly none
-        assert all(r["ours"] is None or tuple(r["ours"]) in cases for r in ref[table]["rows"]), table
-    assert all(s["dataset"] in ("imagenet", "cifar10", "flowers") for s in ref["sources"].values())
+    assert {"cifar10", "paper_table3", "paper_table3_scale", "paper_table4", "paper_table5", "torchvision"} <= set(shown)
+    assert len(shown) == len(set(shown))
+    for table in shown:   # every row is set beside one of our cases (and a column of its records), or explicitly none
+        assert all(r["ours"] is None or tuple(r["ours"][:2]) in cases for r in ref[table]["rows"]), table
+        assert all(r["ours"] is None or r["ours"][2:] in ([], ["test_top1"]) or r["ours"][2] in METRICS
+                   for r in ref[table]["rows"]), table
+    assert all(s["dataset"] in ("imagenet", "cifar10", "tiny-imagenet", "flowers") for s in ref["sources"].values())
     assert all(r["source"] in ref["sources"] for r in ref["cifar10"]["rows"])
     t3 = {r["config"]: r["top1_err"] for r in ref["paper_table3"]["rows"]}
     assert t3 == {"A": 29.6, "A-LRN": 29.7, "B": 28.7, "C": 28.1, "D": 27.0, "E": 27.3}
@@ -311,7 +320,7 @@ def test_a_claim_without_runs_is_not_run_and_the_figure_has_a_row_per_claim(tmp_
     assert verdict_counts(judged) == {"reproduced": 1, "contradicted": 0, "inconclusive": 1, "not run": n}
     fig = claims_figure(judged, "Setting 1", adequate=False)
     rows = [label.get_text() for label in fig.axes[0].get_yticklabels()]
-    assert rows == [f"{c['id']}: {c['treatment']} − {c['control']}" for c in claims]   # every claim, in order
+    assert rows == [f"{c['id']}: {comparison(c)}" for c in claims]   # every claim, in order
     assert fig.axes[0].get_title() == "Setting 1"
     monkeypatch.setattr(figures, "load_setting_data", lambda s, data_dir, cache_dir=None: (None, "skipped"))
     md = build_report(tmp_path, tmp_path / "rep")["md"].read_text()
@@ -439,3 +448,27 @@ def test_report_renders_in_headless_chromium_with_every_image_loaded(built, tmp_
     marker = re.search(r"IMAGES-LOADED (\d+)/(\d+)", proc.stdout)
     assert marker, f"no marker in the DOM; chromium said: {proc.stderr[-2000:]}"
     assert marker.groups() == (str(n), str(n)) and n > 10
+
+
+def test_tables_3_to_5_set_our_test_methods_beside_the_papers_and_claims_pair_two_methods(built):
+    from vggbench.report.references import beside_ours
+    from vggbench.report.text import mean_std_text
+
+    _, out, recs = built
+    s = next(s for s in group_settings(list(recs.values())) if "eval_dense_multi_crop_top1" in s.rows)
+    ref = load_references()
+    t5 = beside_ours(s, ref["paper_table5"], ref["sources"])
+    row = t5[(t5.config == "D") & (t5.method == "multi-crop & dense")].iloc[0]
+    ours = s.rows[(s.rows.ablation == "evaluation") & (s.rows.case == "D-S256-512")]
+    assert row["top1_err"] == 24.4 and row["ours: measured as"] == "eval_dense_multi_crop_top1"
+    assert row["ours top-1 err %"] == mean_std_text(100 - ours["eval_dense_multi_crop_top1"])
+    assert row["ours top-5 err %"] == mean_std_text(100 - ours["eval_dense_multi_crop_top5"])
+    t3 = beside_ours(s, ref["paper_table3_scale"], ref["sources"])
+    assert t3[(t3.config == "E") & (t3.train_scale == "256-512")].iloc[0]["ours: measured as"] == "eval_single_scale_top1"
+    md = out["md"].read_text()
+    for what in ("paper_table3_scale", "paper_table4", "paper_table5"):
+        assert ref[what]["what"] in md
+    # two methods on the same nets, paired by seed: the made-up records put each method a point above the last
+    judged = judge_claims(s, [c for c in ref["claims"] if c["id"] == "eval-combined-vs-dense-D"]).iloc[0]
+    assert judged.comparison == "D-S256-512: dense + multi-crop − multi-scale dense"
+    assert judged.effect == pytest.approx(2.0) and judged.n == SEEDS and judged.verdict == "reproduced"

@@ -120,6 +120,11 @@ def cells_for(ablation: Ablation | str, options: Options) -> list[Cell]:
     given = tuple((f.name, getattr(options, f.name)) for f in dataclasses.fields(options)
                   if f.name != "profile" and getattr(options, f.name) != f.default)
     out, trained = [], {}  # trained: (case id, seed) -> its training cell (another case's start)
+    for other in {c.start.split(":")[0] for c in ablation.cases if c.start and ":" in c.start}:
+        trained.update({(f"{other}:{c.case}", c.seed): dataclasses.replace(c, evaluate=())
+                        for c in cells_for(other, options)})  # another ablation's nets started from
+    # One copy of the data for every case of an ablation, cached for its largest training scale.
+    largest = max((base.scale_px(c.scale[1]) for c in ablation.cases if c.scale is not None), default=0)
     for case in ablation.cases:
         model = base.model.replace(**{**ablation.model, **case.model})
         train_ = base.train.replace(**case.train)
@@ -128,7 +133,7 @@ def cells_for(ablation: Ablation | str, options: Options) -> list[Cell]:
         case_data = data
         if case.scale is not None:
             train_ = train_.replace(scale=tuple(base.scale_px(s) for s in case.scale))
-            case_data = _cached_for(data, train_.scale[1])
+            case_data = _cached_for(data, largest)
         weights, skip = _weights(ablation, model, train_, options.pretrained)
         tune = ()
         if tuned(ablation, base, options):
@@ -157,7 +162,8 @@ def _start(case: Case, model: ModelSpec, trained: dict, seed: int, a_cell) -> tu
         return a_cell(model.replace(config="A", init="paper")), "from-A", 1.0
     if case.start is not None:
         if (case.start, seed) not in trained:
-            raise ValueError(f"case {case.id} starts from {case.start}, which must come before it in its ablation")
+            raise ValueError(f"case {case.id} starts from {case.start}, which must come before it in its ablation "
+                             "(or be named ablation:case)")
         return trained[case.start, seed], "all", case.start_lr
     return None, "", 1.0
 

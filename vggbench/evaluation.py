@@ -11,10 +11,11 @@
   horizontally flipped image. Here the first FC layer's kernel is the final feature map of the
   training size (7 x 7 at 224, 1 x 1 at 32) and its weights a reshape of the FC weights, so at the
   training size the dense net *is* the plain forward (tests/test_evaluation.py checks it).
-- Multi-crop. Crops of the training size on a regular 5 x 5 grid with their mirrors: "50 crops per
-  scale (5 x 5 regular grid with 2 flips)", run through the plain net, soft-max averaged.
-- Both. "Averaging their soft-max outputs": dense (several scales) and multi-crop complement each
-  other (Table 5), the paper's explanation being the different treatment of convolution boundaries.
+- Multi-crop. Crops of the training size on a regular 5 x 5 grid with their mirrors, 50 crops per
+  scale, run through the plain net, soft-max averaged.
+- Both. The soft-max outputs of dense (several scales) and multi-crop averaged: the two complement
+  each other (Table 5), the paper's explanation being the different treatment of convolution
+  boundaries.
 
 Everything is batched on the device (an image at one scale is one F.interpolate of the batch; the
 50 crops are strided views); no per-image Python runs.

@@ -19,6 +19,14 @@ from .models import ModelSpec
 from .trainer import TrainSpec
 
 
+def scale_px(paper_s: int, image_size: int) -> int:
+    """A scale of the paper (S or Q, in its pixels at a 224 crop) at another crop size: the paper's
+    own at 224, proportional below (a 32-pixel CIFAR crop: S = 256 -> 37, 384 -> 55, 512 -> 73;
+    Tiny ImageNet's 64: 73, 110, 146). Below 224 the rescaled image is larger than the original,
+    an upsampling (CIFAR's originals are 32 pixels: no larger copy exists)."""
+    return round(paper_s * image_size / 224)
+
+
 @dataclass(frozen=True)
 class Profile:
     name: str
@@ -42,11 +50,7 @@ class Profile:
     description: str = field(default="", compare=False)
 
     def scale_px(self, paper_s: int) -> int:
-        """A scale of the paper (S or Q, in its pixels at a 224 crop) at this profile's image size: the
-        paper's own at 224, proportional below (a 32-pixel CIFAR crop: S = 256 -> 37, 384 -> 55,
-        512 -> 73; Tiny ImageNet's 64: 73, 110, 146). Below 224 the rescaled image is larger than
-        the original, an upsampling (CIFAR's originals are 32 pixels: no larger copy exists)."""
-        return round(paper_s * self.model.image_size / 224)
+        return scale_px(paper_s, self.model.image_size)
 
     def replace(self, **changes) -> "Profile":
         return dataclasses.replace(self, **changes)

@@ -239,7 +239,7 @@ def run_evaluation(cell: Cell, results_dir: str | os.PathLike, rerun: bool = Fal
         record = {k: v for k, v in base.items() if k != "reused"}
         record.update(cell_id=cell.id, config=cell.config(), ablation=cell.ablation, case=cell.case,
                       trained_by=trained.id)
-        if base["status"] in ("ok", "unjudged"):
+        if base["status"] not in ("error", "diverged"):  # a stalled net is evaluated too: it scores at chance
             try:
                 t0 = time.perf_counter()
                 evaluation = evaluate_cell(cell, records.weights_path(results_dir, trained.id))

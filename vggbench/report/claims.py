@@ -18,21 +18,35 @@ from .settings import Setting
 from .text import number, status_counts
 from .verdicts import NOT_EVIDENCE, NOT_RUN, VERDICTS
 
-METRICS = {"test_top1": "test top-1 accuracy (points)", "params_m": "parameters (millions)"}
+METRICS = {"test_top1": "test top-1 accuracy (points)", "params_m": "parameters (millions)",
+           "eval_single_scale_top1": "single-scale dense test top-1 (points)",
+           "eval_multi_scale_top1": "multi-scale dense test top-1 (points)",
+           "eval_multi_crop_top1": "multi-crop test top-1 (points)",
+           "eval_dense_multi_crop_top1": "dense + multi-crop test top-1 (points)"}
 
 
 def _claim_values(s: Setting, ablation: str, case: str, metric: str) -> dict[int, float]:
     df = s.rows[(s.rows.ablation == ablation) & (s.rows.case == case)]
     out = {}
+    if metric not in df:
+        return out  # an evaluation column no record of this setting has
     for row in df.itertuples(index=False):
-        if metric == "test_top1":
-            v = number(row.test_top1)
+        if metric.endswith("_top1"):
+            v = number(getattr(row, metric))
             if math.isnan(v) and row.status == "diverged":
                 v = 100.0 / row.num_classes  # a diverged net predicts nothing: chance accuracy
         else:
             v = number(getattr(row, metric))
         out[int(row.seed)] = v
     return out
+
+
+def comparison(c: dict) -> str:
+    """How a claim's two sides are named: two cases, or two test methods of one case."""
+    if "control_metric" not in c:
+        return f"{c['treatment']} − {c['control']}"
+    name = {m: METRICS.get(m, m).split(" test")[0] for m in (c["metric"], c["control_metric"])}
+    return f"{c['treatment']}: {name[c['metric']]} − {name[c['control_metric']]}"
 
 
 def _case_status(s: Setting, ablation: str, case: str) -> str:
@@ -45,8 +59,10 @@ def judge_claims(s: Setting, claims: list[dict], budget: Budget | None = None) -
     sources = load_references()["sources"]
     rows = []
     for c in claims:
+        # Two methods on the same nets (e.g. multi- vs single-scale test): "control_metric" names the
+        # control's column; the seeds pair the very same trained nets.
         t = _claim_values(s, c["ablation"], c["treatment"], c["metric"])
-        k = _claim_values(s, c["ablation"], c["control"], c["metric"])
+        k = _claim_values(s, c["ablation"], c["control"], c.get("control_metric", c["metric"]))
         iv = stats.effect(t, k, exact=bool(c.get("exact")))
         v, why = stats.verdict(iv, c["expect"], c.get("margin", 0.0))
         if not t or not k:
@@ -55,7 +71,7 @@ def judge_claims(s: Setting, claims: list[dict], budget: Budget | None = None) -
         shown = v if v == NOT_RUN or budget is None or budget.adequate else f"{v} ({NOT_EVIDENCE})"
         ref = c.get("reference_effect")
         rows.append({"id": c["id"], "claim": c["claim"], "reference": c["reference"], "source": c["source"],
-                     "comparison": f"{c['treatment']} − {c['control']}", "metric": c["metric"],
+                     "comparison": comparison(c), "metric": c["metric"],
                      "expect": c["expect"] + (f" (margin {c['margin']:g})" if "margin" in c else ""),
                      "effect": iv.estimate, "low": iv.low, "high": iv.high, "n": iv.n, "method": iv.method,
                      "reference_effect": ref if same_scale(s, sources[c["source"]]) else None,

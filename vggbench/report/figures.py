@@ -118,8 +118,11 @@ def feature_maps(record: dict, weights: Path, image, mean, std, channels: int = 
             m.register_forward_hook(lambda _m, _i, out: taps.append(out.detach().clone()))
         elif isinstance(m, nn.MaxPool2d):
             block, conv = block + 1, 0
+    x = normalised_images(image[None], mean, std)
+    if x.shape[-1] != model.spec.image_size:  # data cached larger for a training scale: the whole image at the model's size
+        x = torch.nn.functional.interpolate(x, size=model.spec.image_size, mode="bilinear", antialias=True)
     with torch.no_grad():
-        model(normalised_images(image[None], mean, std))
+        model(x)
     out = []
     for name, t in zip(names, taps):
         t = t[0]

@@ -18,13 +18,13 @@ from .. import records
 from ..data import DataSpec
 from ..grid import ABLATIONS
 from ..models import ModelSpec
-from ..profiles import PROFILES
+from ..profiles import PROFILES, scale_px
 from ..trainer import DEFAULT_LR, TrainSpec
 from .text import epochs_text
 
 
 AXES_MODEL = sorted({k for a in ABLATIONS.values() for c in a.cases for k in c.model})
-AXES_TRAIN = sorted({k for a in ABLATIONS.values() for c in a.cases for k in c.train})
+AXES_TRAIN = sorted({k for a in ABLATIONS.values() for c in a.cases for k in c.train} | {"scale"})  # Case.scale too
 
 
 @dataclass
@@ -133,9 +133,10 @@ def setting_key(record: dict) -> str:
         "data": cfg["data"], "device": cfg["device"],
         "model": {k: v for k, v in cfg["model"].items() if k not in AXES_MODEL},
         "train": {k: v for k, v in cfg["train"].items() if k not in AXES_TRAIN and k != "lr"},
-        # tuned cases each run at their own chosen rate: one setting, the rates shown per case
+        # tuned cases each run at their own chosen rate: one setting, the rates shown per case; a net
+        # started from another's (S = 384 from S = 256) runs at a fraction of that net's rate
         "lr": "tuned" if "tuning" in record else None if cfg["train"].get("lr") == default_lr
-        else cfg["train"].get("lr"),
+        or cfg.get("start", {}).get("layers") == "all" else cfg["train"].get("lr"),
     })
 
 
@@ -143,13 +144,17 @@ def cases_of(record: dict, profile: str | None) -> list[tuple[str, str]]:
     """The (ablation, case) pairs whose configuration this record is."""
     base_model, base_train = _baseline(profile)
     model, train_ = record["config"]["model"], record["config"]["train"]
+    train_ = {k: list(v) if isinstance(v, tuple) else v for k, v in train_.items()}  # as JSON stores it
     out = []
     for ab in ABLATIONS.values():
         for case in ab.cases:
             want_m = {k: case.model.get(k, getattr(base_model, k)) for k in AXES_MODEL}
             want_t = {k: case.train.get(k, getattr(base_train, k)) for k in AXES_TRAIN}
+            # a case's training scale as its records store it (pixels at their crop, a JSON list)
+            want_t["scale"] = [scale_px(v, model["image_size"]) for v in case.scale] if case.scale else None
             want_m.update(ab.model)  # fields the ablation fixes for all its cases (transfer: the weights' architecture)
-            if all(model.get(k) == v for k, v in want_m.items()) and all(train_.get(k) == v for k, v in want_t.items()):
+            if (all(model.get(k) == v for k, v in want_m.items()) and all(train_.get(k) == v for k, v in want_t.items())
+                    and record["config"].get("evaluate", []) == list(case.evaluate)):
                 out.append((ab.name, case.id))
     return out
 
@@ -211,6 +216,7 @@ def group_settings(all_records: list[dict]) -> list[Setting]:
                            params_m=(r.get("params") or math.nan) / 1e6, **_extra_columns(r))
                 rows.append(row)
                 curves += _curve_rows(r, ablation, case)
-        settings.append(Setting(i, recs, pd.DataFrame(rows, columns=records.COLUMNS + EXTRA_COLUMNS),
+        extra = sorted({k for row in rows for k in row} - set(records.COLUMNS + EXTRA_COLUMNS))  # eval_* columns
+        settings.append(Setting(i, recs, pd.DataFrame(rows, columns=records.COLUMNS + EXTRA_COLUMNS + extra),
                                 pd.DataFrame(curves), profile, overrides, superseded, inferred))
     return settings
