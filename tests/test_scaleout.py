@@ -1,6 +1,7 @@
 """Scale-out and failures: pytest-xdist workers (a GPU each, shared CPU threads), submitit launchers
 (local processes, debug, the Slurm submission), concurrent writers, out-of-memory retries, error
 records and fail fast. Injected faults use the test hook VGGBENCH_INJECT (see vggbench.faults)."""
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -84,15 +85,27 @@ def test_xdist_auto_on_cpu_uses_the_cores():
 
 
 @pytest.mark.slow
+def needed(cell) -> dict:
+    """A cell and the cells it needs: the training cell it evaluates, the trained net it starts from."""
+    out = {cell.id: cell}
+    if cell.evaluate:
+        out.update(needed(dataclasses.replace(cell, evaluate=())))
+    if cell.start is not None:
+        out.update(needed(cell.start))
+    return out
+
+
 def test_xdist_smoke_every_record_present_and_valid(tmp_path):
     done = run("-n", "2", *FAST, results=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     # every ablation runs but transfer, which is skipped without --pretrained
     runs = [a for a in ABLATIONS.values() if not a.pretrained]
     assert f"{sum(len(a.cases) for a in runs)} passed" in done.stdout
-    cells = {c.id: c for a in runs for c in cells_for(a, FAST_OPTS)}
+    cells = {}
+    for c in (c for a in runs for c in cells_for(a, FAST_OPTS)):
+        cells.update(needed(c))
     files = sorted(records.runs_dir(tmp_path).glob("*.json"))
-    assert sorted(f.stem for f in files) == sorted(cells)  # every cell, each once
+    assert sorted(f.stem for f in files) == sorted(cells)  # every cell, and every cell one needs, each once
     for f in files:
         rec = records.read_record(f)
         assert rec is not None and problems(rec) == [], f
