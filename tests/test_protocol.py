@@ -156,3 +156,13 @@ def test_net_a_is_computed_once_for_every_net_that_starts_from_it(tmp_path, how)
     cells = cells_for("init", Options(epochs=1, train_subset=160, test_subset=100))
     d, e = by_case(cells, "D-from-A"), by_case(cells, "E-from-A")
     assert _traced(tmp_path, *how) == sorted([f"A {d.start.id}", f"D-from-A {d.id}", f"E-from-A {e.id}"])
+
+
+def test_data_is_cached_large_enough_for_the_largest_scale_but_never_above_its_originals():
+    from vggbench.data.sources import cache_size
+    assert cache_size("imagenet", 512) == 512 and cache_size("imagefolder", 146) == 146  # originals vary: large
+    assert cache_size("cifar10", 73) == 32 and cache_size("tiny-imagenet", 146) == 64    # no larger copy exists
+    scale = cells_for("scale", OPTS)
+    # smoke's synthetic glyphs are drawn at any size: one copy at S = 512 -> 73 pixels for every scale case
+    assert {c.data.image_size for c in scale} == {73} and all(c.model.image_size == 32 for c in scale)
+    assert {c.data.image_size for c in cells_for("depth", OPTS)} == {32}
