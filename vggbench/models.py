@@ -180,6 +180,13 @@ def build_model(spec: ModelSpec | None = None, **fields) -> VGG:
     return VGG(spec)
 
 
+def load_trained(spec: ModelSpec, path) -> VGG:
+    """A trained net from its kept weights (results/weights/<cell>.pt), on the CPU wherever it was saved from."""
+    model = build_model(spec)
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model
+
+
 def weight_shapes(spec: ModelSpec) -> list[tuple[str, int, int, int]]:
     """Every conv and linear layer from the spec alone, in order: (kind, k x k x in, out, output pixels)."""
     size, in_ch, layers = spec.image_size, 3, []
@@ -215,4 +222,4 @@ def weight_layers(spec: ModelSpec) -> int:
 
 
 __all__ = ["CONFIGS", "DEPTHS", "INIT_STD", "INITS", "MAX_WIDTH", "ModelSpec", "SpecError", "VGG", "analytic_macs", "analytic_params",
-           "block_plan", "build_model", "init_weights", "weight_layers", "weight_shapes"]
+           "block_plan", "build_model", "init_weights", "load_trained", "weight_layers", "weight_shapes"]

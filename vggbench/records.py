@@ -182,10 +182,10 @@ def flatten(record: dict, ablation: str, case: str) -> dict:
     }
 
 
-def table(rows: list[dict]) -> pd.DataFrame:
-    """The rows in COLUMNS' order, then any evaluation columns (eval_<method>_top1/top5) they have."""
-    extra = sorted({k for row in rows for k in row if k not in COLUMNS})
-    return pd.DataFrame(rows, columns=COLUMNS + extra)
+def table(rows: list[dict], columns: list[str] = COLUMNS) -> pd.DataFrame:
+    """The rows in `columns`' order, then any evaluation columns (eval_<method>_top1/top5) they have."""
+    extra = sorted({k for row in rows for k in row if k not in columns})
+    return pd.DataFrame(rows, columns=columns + extra)
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:

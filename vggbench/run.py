@@ -26,9 +26,8 @@ from .checkpoint import Checkpoint
 from .data import DataError, ImageData, load_data
 from .device import device_name, is_oom, resolve_device, set_math_mode
 from .measure import count_flops, count_params, train_step_flops, versions
-from .models import INIT_STD, ModelSpec, analytic_macs, build_model
-from . import notices
-from .notices import locked
+from .models import INIT_STD, ModelSpec, analytic_macs, build_model, load_trained
+from .notices import locked, notice
 from .pretrained import load_weights
 from .progress import Display, Session, Watch
 from .speed import model_speed
@@ -88,7 +87,7 @@ def execute(cell: Cell, checkpoint: Checkpoint | None = None,
     started = None
     if cell.start is not None:  # the paper's warm starts: layers of the trained start cell (warmstart.py)
         weights, status = start
-        source = load_trained(cell.start, weights)
+        source = load_trained(cell.start.model, weights)
         started = {"cell_id": cell.start.id, "case": cell.start.case, "status": status,
                    "layers": copy_layers(model, source, cell.start_layers), "lr": cell.train.learning_rate}
     if cell.train.pretrained:
@@ -115,12 +114,6 @@ def execute(cell: Cell, checkpoint: Checkpoint | None = None,
         **({"start": started} if started is not None else {}),
     }, model
 
-
-def load_trained(cell: Cell, path: Path) -> torch.nn.Module:
-    """The trained net of a cell, from its kept weights (on the CPU, wherever they were saved from)."""
-    model = build_model(cell.model)
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return model
 
 
 def provenance(cell: Cell, data: ImageData | None, earlier: dict, wall_s: float | None) -> dict:
@@ -191,7 +184,7 @@ def run_cell(cell: Cell, results_dir: str | os.PathLike, rerun: bool = False, di
             record = finished_record(cell, results_dir, set_aside_corrupt=True)
             weights = records.weights_path(results_dir, cell.id)
             if record is not None and keep_weights and not weights.exists():
-                notices.notice(f"cell {cell.ablation}/{cell.case} (seed {cell.seed}) computed again: another cell starts "
+                notice(f"cell {cell.ablation}/{cell.case} (seed {cell.seed}) computed again: another cell starts "
                             f"from its trained net and its weights were not kept ({weights})")
             elif record is not None:
                 watch.reused(record)
@@ -262,7 +255,7 @@ def evaluate_cell(cell: Cell, weights: Path) -> dict:
         torch.set_num_threads(cell.threads)
     set_math_mode(device)
     data = load_data(cell.data)
-    model = load_trained(cell, weights).to(device)
+    model = load_trained(cell.model, weights).to(device)
     return evaluate_protocol(model, data.test_x, data.test_y, data.mean, data.std, cell.model.image_size,
                              cell.train.scale or (cell.model.image_size,) * 2, cell.evaluate,
                              batch_size=cell.train.batch_size, device=device,

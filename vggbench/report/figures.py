@@ -88,13 +88,9 @@ def _feature_record(s: Setting, results_dir: Path) -> dict | None:
 
 def trained_model(record: dict, weights: Path):
     """The record's model with its saved final weights, on the CPU, in eval mode."""
-    import torch
+    from ..models import load_trained
 
-    from ..models import build_model
-
-    model = build_model(ModelSpec(**record["config"]["model"]))
-    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    return model.eval()
+    return load_trained(ModelSpec(**record["config"]["model"]), weights).eval()
 
 
 def normalised_images(images, mean, std):

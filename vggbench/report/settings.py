@@ -216,7 +216,6 @@ def group_settings(all_records: list[dict]) -> list[Setting]:
                            params_m=(r.get("params") or math.nan) / 1e6, **_extra_columns(r))
                 rows.append(row)
                 curves += _curve_rows(r, ablation, case)
-        extra = sorted({k for row in rows for k in row} - set(records.COLUMNS + EXTRA_COLUMNS))  # eval_* columns
-        settings.append(Setting(i, recs, pd.DataFrame(rows, columns=records.COLUMNS + EXTRA_COLUMNS + extra),
+        settings.append(Setting(i, recs, records.table(rows, records.COLUMNS + EXTRA_COLUMNS),
                                 pd.DataFrame(curves), profile, overrides, superseded, inferred))
     return settings
