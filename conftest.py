@@ -13,18 +13,15 @@ session (fail fast).
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from pathlib import Path
 
 import pytest
 
-from vggbench import launch, notices, progress, records, status, tables
+from vggbench import launch, notices, preflight, progress, records, status, tables
 from vggbench.cells import baseline, cells_for, tuned
-from vggbench.data import load_data
-from vggbench.faults import injected
 from vggbench.options import Options, Outputs, add_to_pytest, from_namespace
 from vggbench.run import finished_record, run_cell
-from vggbench.grid import ABLATIONS, case_selected, check_case_names
+from vggbench.grid import ABLATIONS, case_selected
 
 _TABLES_KEY = pytest.StashKey[dict]()
 _REPORT_KEY = pytest.StashKey[str]()
@@ -58,48 +55,9 @@ def pytest_configure(config):
     config.stash[_FIRST_ERRORS_KEY] = []
     config.stash[_NOTICES_KEY] = []
     try:
-        opts = options(config)
-        base = baseline(opts)  # validates width / image size once, before any collection
-        _check_input(config, opts)
-        check_case_names(config.getoption("case", None) or [])
-        if base.data.dataset != "synthetic" or opts.train_subset or opts.test_subset:
-            # Bad data (an empty folder, undecodable images, labels outside the classes, a subset
-            # larger than the data ...) is one usage error here, not one per ablation module.
-            # Memoised: the collection's cells_for reuses it. The embedded synthetic set cannot fail.
-            data = load_data(base.data)
-            if data.num_classes != base.model.num_classes:
-                raise ValueError(f"--profile {opts.profile} expects {base.model.num_classes} classes but {data.origin} "
-                                 f"has {data.num_classes}: give --dataset imagefolder (classes taken from the data) "
-                                 "or the profile of this data")
+        preflight.check_namespace(config.option)
     except ValueError as err:
         raise pytest.UsageError(str(err)) from None
-
-
-def _check_input(config, opts: Options) -> None:
-    """Bad input that would otherwise surface in every cell: one usage error now, nothing written."""
-    from vggbench.data import DATASETS
-    from vggbench.device import resolve_device
-    from vggbench.data.sources import HUB_ID, cache_root
-
-    o = config.option
-    tables.check_results_dir(o.results_dir)
-    cache_root(opts.cache_dir)
-    if opts.dataset is not None and opts.dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {opts.dataset!r}: choose one of {', '.join(sorted(DATASETS))}")
-    try:
-        resolve_device(opts.device)
-    except RuntimeError:
-        raise ValueError(f"--device {opts.device!r} is not a device: use auto, cpu, cuda or cuda:N") from None
-    if opts.data_dir and not Path(opts.data_dir).expanduser().exists() and not HUB_ID.fullmatch(opts.data_dir):
-        raise ValueError(f"--data-dir {opts.data_dir}: no such directory; give the folder that holds the dataset")
-    injected()  # a malformed $VGGBENCH_INJECT (a test hook)
-    if o.launcher != "inprocess" and config.getoption("numprocesses", None):
-        raise ValueError(f"--launcher {o.launcher} and -n do not combine: the launcher runs the cells in parallel "
-                         "already; drop -n")
-    if o.no_wait and o.launcher not in ("local", "slurm"):
-        raise ValueError("--no-wait needs --launcher local or --launcher slurm")
-    if o.launcher == "slurm" and shutil.which("srun") is None:
-        raise ValueError("--launcher slurm: no `srun` here; run from a Slurm login node, or use --launcher local")
 
 
 def pytest_collection_modifyitems(config, items):

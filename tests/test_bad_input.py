@@ -8,14 +8,11 @@ and recomputed, never trusted.
   corrupt files: a record, a checkpoint (and a half-written temporary file, see test_scaleout.py)
 """
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from test_ablations import ROOT
+from helpers import files_under, usage_error
 from vggbench import records, run
 from vggbench.cells import cells_for
 from vggbench.options import Options
@@ -55,33 +52,45 @@ PLUGIN_CASES = [
     ("slurm time out of range", ["--slurm-time", "0"], "time must be an integer number of minutes >= 1"),
     ("slurm gpus out of range", ["--slurm-gpus-per-task", "-1"], "GPUs per task must be an integer >= 0"),
     ("malformed test hook", ["env:VGGBENCH_INJECT=explode"], "VGGBENCH_INJECT='explode': cannot read 'explode'"),
+    ("pretrained file does not exist", ["--pretrained", "{tmp}/no-such.pth"],
+     "argument --pretrained: {tmp}/no-such.pth: no such file; pass torchvision"),
+    ("unknown case", ["--case", "depth:Z"], "--case depth:Z: no such case; cases are depth: A A-LRN B C D E"),
 ]
 if not torch.cuda.is_available():
     PLUGIN_CASES.append(("cuda without a GPU", ["--device", "cuda"], "CUDA is not available: use --device cpu"))
 
 
-def files_under(path):
-    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
-
-
 @pytest.mark.parametrize("args,message", [c[1:] for c in PLUGIN_CASES], ids=[c[0] for c in PLUGIN_CASES])
-def test_plugin_bad_input(args, message, tmp_path):
+def test_plugin_bad_input(args, message, tmp_path, monkeypatch):
+    """In-process: the checks `pytest ablations` runs before collection (vggbench.preflight)."""
     (tmp_path / "a-file").write_text("not a folder\n")
     (tmp_path / "read-only").mkdir()
     (tmp_path / "read-only").chmod(0o555)
     before = files_under(tmp_path)
-    env = dict(a[4:].split("=", 1) for a in args if a.startswith("env:"))
+    for name, value in (a[4:].split("=", 1) for a in args if a.startswith("env:")):
+        monkeypatch.setenv(name, value)
     args = [a.format(tmp=tmp_path) for a in args if not a.startswith("env:")]
     if "--results-dir" not in args:
         args += ["--results-dir", str(tmp_path / "results")]
-    run = subprocess.run([sys.executable, "-m", "pytest", "ablations", "-p", "no:cacheprovider", "-q", "--collect-only",
-                          *args], cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, **env})
-    (tmp_path / "read-only").chmod(0o755)
-    assert run.returncode == 4, run.stdout + run.stderr
-    lines = [line for line in run.stderr.splitlines() if message.format(tmp=tmp_path) in line]
-    assert len(lines) == 1, run.stderr  # the whole answer on one line
-    assert "Traceback" not in run.stderr + run.stdout
+    try:
+        error = usage_error(args)
+    finally:
+        (tmp_path / "read-only").chmod(0o755)
+    assert message.format(tmp=tmp_path) in error and "\n" not in error  # the whole answer on one line
     assert files_under(tmp_path) == before  # nothing written
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--epochs", "0"], "argument --epochs: '0' is out of range; epochs must be an integer >= 1"),
+    (["--device", "tpu9"], "--device 'tpu9' is not a device: use auto, cpu, cuda or cuda:N"),
+])
+def test_a_usage_error_is_one_line_exit_4_and_nothing_written(args, message, tmp_path, ablations):
+    """End to end, for an option parsed by pytest and one checked by vggbench's configure."""
+    run = ablations("--collect-only", *args, results=tmp_path / "results")
+    assert run.returncode == 4, run.stdout + run.stderr
+    assert len([line for line in run.stderr.splitlines() if message in line]) == 1, run.stderr
+    assert "Traceback" not in run.stderr + run.stdout
+    assert not any(tmp_path.iterdir())
 
 
 CLI_CASES = [

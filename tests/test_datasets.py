@@ -15,9 +15,9 @@ from vggbench.data import registry as vggdata
 from vggbench.data import sources
 from vggbench.data import DATASETS, DataError, DataSpec, load_data
 
+from helpers import CIFAR10
 from fixtures_data import CLASSES, COLORS, cifar_pickles, hub_parquet, image_folder, tiny_imagenet, write_corrupt
 
-CIFAR10 = Path(__file__).resolve().parents[1].parent / "shared/data/cifar10"
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,6 @@ folder that is a file, a full disk at the end of a session; and recovery made vi
 a lock held by another process, a corrupt record that a reading command skips without renaming.
 """
 import json
-import os
 import pickle
 import subprocess
 import sys
@@ -12,8 +11,7 @@ import sys
 import pytest
 
 from fixtures_data import cifar_pickles, image_folder
-from test_ablations import ROOT
-from test_bad_input import files_under
+from helpers import files_under, usage_error
 from vggbench import notices, records, tables
 from vggbench.cells import cells_for
 from vggbench.checkpoint import Checkpoint
@@ -47,21 +45,18 @@ def bad_data(tmp):
 
 
 @pytest.mark.parametrize("args,message", [c[1:] for c in DATA_CASES], ids=[c[0] for c in DATA_CASES])
-def test_data_errors_are_one_usage_error_before_collection(args, message, tmp_path):
+def test_data_errors_are_one_usage_error_before_collection(args, message, tmp_path, monkeypatch):
+    """In-process: the data checks `pytest ablations` runs before collection (vggbench.preflight)."""
     bad_data(tmp_path)
     cache = tmp_path / "cache"
     cache.mkdir()
     before = files_under(tmp_path)
-    env = {**os.environ, "VGGBENCH_CACHE": str(cache)}
-    env.update(dict(a[4:].format(tmp=tmp_path).split("=", 1) for a in args if a.startswith("env:")))
+    monkeypatch.setenv("VGGBENCH_CACHE", str(cache))
+    for name, value in (a[4:].format(tmp=tmp_path).split("=", 1) for a in args if a.startswith("env:")):
+        monkeypatch.setenv(name, value)
     args = [a.format(tmp=tmp_path) for a in args if not a.startswith("env:")]
-    run = subprocess.run([sys.executable, "-m", "pytest", "ablations", "-p", "no:cacheprovider", "-q", *args,
-                          "--results-dir", str(tmp_path / "results")], cwd=ROOT, capture_output=True, text=True,
-                         timeout=300, env=env)
-    assert run.returncode == 4, run.stdout + run.stderr  # pytest's usage error, not 5 collection errors
-    lines = [line for line in run.stderr.splitlines() if message.format(tmp=tmp_path) in line]
-    assert len(lines) == 1, run.stderr
-    assert "Traceback" not in run.stdout + run.stderr
+    error = usage_error([*args, "--results-dir", str(tmp_path / "results")])
+    assert message.format(tmp=tmp_path) in error and "\n" not in error
     # No results, no temporary folder; in the cache only complete entries (valid data that the profile
     # does not fit) and lock files
     entries = {p.parent for p in cache.glob("*/meta.json")}
@@ -121,13 +116,10 @@ def test_cache_dir_that_is_a_file_in_the_cli(tmp_path, capsys):
     assert files_under(tmp_path) == before
 
 
-def test_full_disk_reports_the_cells_error_and_ends_with_a_summary(tmp_path):
+def test_full_disk_reports_the_cells_error_and_ends_with_a_summary(tmp_path, ablations):
     results = tmp_path / "results"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
-    run = subprocess.run([sys.executable, "-m", "pytest", "ablations", "-p", "no:cacheprovider", "-p", "enospc_plugin",
-                          "-q", "--case", "batchnorm:A-bn", "--epochs", "1", "--train-subset", "100", "--test-subset",
-                          "50", "--results-dir", str(results)], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                         env=env)
+    run = ablations("--case", "batchnorm:A-bn", "--epochs", "1", "--train-subset", "100", "--test-subset", "50",
+                    results=results, plugins=["enospc_plugin"], timeout=300)
     out = run.stdout + run.stderr
     assert run.returncode == 1, out
     assert "INTERNALERROR" not in out and "Traceback" not in run.stderr

@@ -10,7 +10,6 @@ import math
 import os
 
 import pytest
-import test_gpu_paths as paths
 import torch
 
 from vggbench import ceiling, compiled, device, launch, measure, trainer
@@ -20,6 +19,8 @@ from vggbench.loader import DeviceLoader
 from vggbench.options import Options
 from vggbench.run import problems, run_cell
 from vggbench.trainer import TrainSpec, train
+
+from helpers import killed_then_resumed, tiny_data, tiny_model
 
 
 def _needs(n: int):
@@ -33,17 +34,17 @@ SPEC = TrainSpec(epochs=3, batch_size=32, lr=0.05, stall_epochs=99)
 
 @pytest.fixture(scope="module")
 def tiny():
-    return paths.tiny_data()
+    return tiny_data()
 
 
 def model(config="A"):
-    return paths.model(config, batch_norm=True)
+    return tiny_model(config, batch_norm=True)
 
 
 def kill_and_resume(data, spec, dev, tmp_path, **kw) -> tuple[list, dict]:
     """(the history the checkpoint held, the resumed run's result)."""
     ckpt = Checkpoint(tmp_path / "c.ckpt")
-    resumed = paths.killed_then_resumed(data, spec, ckpt, dev, **kw)
+    resumed = killed_then_resumed(data, spec, ckpt, dev, **kw)
     return ckpt.load()["history"], resumed
 
 
@@ -79,6 +80,27 @@ def test_bf16_and_fused_training_on_the_gpu(tiny, name):
         assert all(torch.isfinite(p).all() for p in m.parameters())
     result = train(model("A-LRN"), tiny, SPEC.replace(epochs=1, amp="bf16"), dev)
     assert result["status"] == "unjudged" and all(math.isfinite(v) for v in result["test"].values())
+
+
+@pytest.mark.parametrize("name", DEVICES)
+def test_host_syncs_per_epoch_not_per_step_on_the_gpu(tiny, name):
+    """torch.cuda.set_sync_debug_mode("warn") warns at every operation that waits for the GPU (an
+    .item(), float(t), bool(t), a copy to the host ...): as many at 16 images a step as at 32."""
+    import warnings
+
+    dev = torch.device(name)
+    train(model(), tiny, SPEC.replace(epochs=1), dev)  # first use: lazy initialisation, autotuning
+    counts = []
+    for batch in (32, 16):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                train(model(), tiny, SPEC.replace(epochs=2, batch_size=batch), dev)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        counts.append(sum("synchroniz" in str(w.message) for w in seen))
+    assert counts[0] == counts[1], counts
 
 
 @pytest.mark.parametrize("name", DEVICES)

@@ -10,57 +10,21 @@ import torch
 from vggbench import ceiling, cli, compiled, device, launch, trainer
 from vggbench.cells import cells_for
 from vggbench.checkpoint import Checkpoint
-from vggbench.data import ImageData, channel_stats, synthetic
+from vggbench.data import ImageData
 from vggbench.loader import DeviceLoader
-from vggbench.models import build_model
 from vggbench.options import Options
 from vggbench.trainer import TrainSpec, train
+
+from helpers import Killed, die_at, killed_then_resumed, tiny_data, untimed
+from helpers import tiny_model as model
 
 CPU = torch.device("cpu")
 SPEC = TrainSpec(epochs=3, batch_size=32, lr=0.05, augment=True, stall_epochs=99)
 
 
-def tiny_data() -> ImageData:
-    """256 / 64 / 80 synthetic images, 32 px."""
-    x, y = synthetic.generate(400, 32, seed=3)
-    mean, std = channel_stats(x)
-    return ImageData("tiny", list(synthetic.CLASSES), x[:256], y[:256], x[256:320], y[256:320], x[320:], y[320:],
-                     mean=mean, std=std)
-
-
 @pytest.fixture(scope="module")
 def tiny():
     return tiny_data()
-
-
-def model(config="A", seed=0, **kw):
-    torch.manual_seed(seed)
-    return build_model(config=config, width=0.125, image_size=32, num_classes=10, head="linear", **kw)
-
-
-class Killed(Exception):
-    pass
-
-
-def die_at(epoch):
-    def on_epoch(row):
-        if row["epoch"] == epoch:
-            raise Killed
-    return on_epoch
-
-
-def untimed(result: dict) -> dict:
-    """A result without its per-epoch wall times: the one field two identical runs may differ in."""
-    return {**result, "history": [{k: v for k, v in h.items() if k != "epoch_s"} for h in result["history"]]}
-
-
-def killed_then_resumed(tiny, spec, ckpt, device=CPU, **kw):
-    """Train until the last epoch ends (killed before its checkpoint), then resume in a 'new process'."""
-    with pytest.raises(Killed):
-        train(model(batch_norm=True), tiny, spec, device, seed=1, on_epoch=die_at(spec.epochs), checkpoint=ckpt, **kw)
-    assert ckpt.load()["history"][-1]["epoch"] == spec.epochs - 1
-    torch.manual_seed(999)
-    return train(model(batch_norm=True), tiny, spec, device, seed=1, checkpoint=ckpt, **kw)
 
 
 # 1. resume: RNG states restored whatever device torch.load put the checkpoint's tensors on

@@ -11,8 +11,7 @@ import pytest
 from PIL import Image
 
 from fixtures_data import image_folder
-from test_ablations import pytest_ablations
-from test_datasets import CIFAR10
+from helpers import CIFAR10
 from vggbench import records, tables
 from vggbench.grid import ABLATIONS
 from vggbench.cli import main
@@ -120,14 +119,14 @@ def test_provenance_names_the_profile_even_when_the_numbers_look_like_another(tm
 
 
 @pytest.mark.slow
-def test_records_of_an_older_identity_are_not_used_and_the_session_says_so(tmp_path):
+def test_records_of_an_older_identity_are_not_used_and_the_session_says_so(tmp_path, ablations):
     results = tmp_path / "results"
     c = next(c for c in cells_for("batchnorm", Options(epochs=1, train_subset=100, test_subset=50)) if c.case == "A-bn")
     old = {"cell_id": "0123456789abcdef", "config": {**c.config(), "data": {"dataset": "synthetic", "image_size": 32,
            "train_subset": 100, "test_subset": 50}}, "status": "ok", "result": {"test": {"top1": 99.0}}}
     records.write_record(records.record_path(results, old["cell_id"]), old)
-    run = pytest_ablations("--case", "batchnorm:A-bn", "--epochs", "1", "--train-subset", "100", "--test-subset", "50",
-                           results=results)
+    run = ablations("--case", "batchnorm:A-bn", "--epochs", "1", "--train-subset", "100", "--test-subset", "50",
+                    results=results)
     assert run.returncode == 0, run.stdout + run.stderr
     assert f"1 passed, {sum(len(a.cases) for a in ABLATIONS.values()) - 1} deselected" in run.stdout
     line = f"vggbench: 1 records of an older identity in {results}/runs/ were not used"

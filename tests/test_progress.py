@@ -10,9 +10,8 @@ from types import SimpleNamespace
 import pytest
 from filelock import FileLock
 from submitit.helpers import DelayedSubmission
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from test_ablations import pytest_ablations
+from helpers import scalars
 from vggbench import progress, records, status
 from vggbench.cells import cells_for
 from vggbench.cli import main
@@ -27,15 +26,9 @@ TWO_CELLS = ["-k", "depth and (A-s0 or A-LRN)", "--epochs", "2", "--train-subset
 EPOCH_LINE = r"vggbench depth {case}-s0: epoch {k}/2  train loss [\d.]+  val top-1 [\d.]+%  \d+ img/s  cell ETA \d+:\d\d"
 
 
-def scalars(folder) -> dict[str, list[tuple[int, float]]]:
-    """What TensorBoard shows of a cell's curves: tag -> [(step, value)] (orphaned points purged)."""
-    acc = EventAccumulator(str(folder), size_guidance={"scalars": 0}).Reload()
-    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
-
-
 @pytest.mark.slow
-def test_per_epoch_lines_reach_the_terminal_with_capture_on_serial_and_xdist(tmp_path):
-    serial = pytest_ablations(*TWO_CELLS, results=tmp_path)  # capture on: pytest's default
+def test_per_epoch_lines_reach_the_terminal_with_capture_on_serial_and_xdist(tmp_path, ablations):
+    serial = ablations(*TWO_CELLS, results=tmp_path)  # capture on: pytest's default
     assert serial.returncode == 0, serial.stdout + serial.stderr
     for case in ("A", "A-LRN"):
         for k in (1, 2):
@@ -48,7 +41,7 @@ def test_per_epoch_lines_reach_the_terminal_with_capture_on_serial_and_xdist(tmp
                     "Throughput/train_images_per_s"):
             assert [step for step, _ in curves[tag]] == [1, 2], tag
 
-    xdist = pytest_ablations("-n", "2", "--rerun", *TWO_CELLS, results=tmp_path)
+    xdist = ablations("-n", "2", "--rerun", *TWO_CELLS, results=tmp_path)
     assert xdist.returncode == 0, xdist.stdout + xdist.stderr
     for case in ("A", "A-LRN"):  # the workers' lines reach the controller's terminal (its stderr)
         for k in (1, 2):

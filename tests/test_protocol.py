@@ -2,14 +2,11 @@
 from the S = 256 one at a tenth of the rate, training scales, and evaluations that are results of one
 training cell. The test-time methods themselves: test_evaluation.py."""
 import dataclasses
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from test_ablations import FAST, ROOT
+from helpers import FAST
 from vggbench import records, run
 from vggbench.cells import cells_for
 from vggbench.loader import DeviceLoader
@@ -139,23 +136,20 @@ def test_a_from_a_cell_starts_from_a_s_trained_weights_at_step_0(tmp_path, monke
     assert record["init_std"] == 0.01
 
 
-def _traced(tmp_path, *args):
+def _traced(ablations, tmp_path, *args):
     trace = tmp_path / "trace.txt"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
-    env["VGGBENCH_INJECT"] = f"trace={trace}"
-    done = subprocess.run([sys.executable, "-m", "pytest", "ablations", "-p", "no:cacheprovider", "-q", "-p",
-                           "no:randomly", "-k", "from-A", *FAST, "--results-dir", str(tmp_path / "results"), *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    done = ablations("-p", "no:randomly", "-k", "from-A", *FAST, *args, results=tmp_path / "results",
+                     env={"VGGBENCH_INJECT": f"trace={trace}"})
     assert done.returncode == 0, done.stdout + done.stderr
     return sorted(trace.read_text().split("\n")[:-1])
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("how", [["-n", "2"], ["--launcher", "local"]], ids=["xdist", "local-launcher"])
-def test_net_a_is_computed_once_for_every_net_that_starts_from_it(tmp_path, how):
+def test_net_a_is_computed_once_for_every_net_that_starts_from_it(tmp_path, how, ablations):
     cells = cells_for("init", Options(epochs=1, train_subset=160, test_subset=100))
     d, e = by_case(cells, "D-from-A"), by_case(cells, "E-from-A")
-    assert _traced(tmp_path, *how) == sorted([f"A {d.start.id}", f"D-from-A {d.id}", f"E-from-A {e.id}"])
+    assert _traced(ablations, tmp_path, *how) == sorted([f"A {d.start.id}", f"D-from-A {d.id}", f"E-from-A {e.id}"])
 
 
 def test_data_is_cached_large_enough_for_the_largest_scale_but_never_above_its_originals():

@@ -9,9 +9,9 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -28,14 +28,13 @@ from vggbench.report.settings import group_settings
 from vggbench.report.throughput import summarise
 from vggbench.cells import cells_for
 from vggbench.options import Options
-from vggbench.run import save_weights
+from vggbench.run import run_cell, save_weights, trained_record
 from vggbench.cli import main
-from vggbench.data import ImageData
+from vggbench.data import ImageData, synthetic
 from vggbench.grid import ABLATIONS
 from vggbench.measure import count_params
 from vggbench.models import analytic_macs, build_model
 
-ROOT = Path(__file__).resolve().parents[1]
 SEEDS = 3
 BASE = {"A": 50.0, "A-LRN": 55.0, "B": 52.0, "C": 54.0, "D": 60.0, "E": 59.8}
 
@@ -77,7 +76,7 @@ def make_record(cell, epochs: int | None = None) -> dict:
         hist.append(row)
         if status == "diverged":
             break
-    result = {"status": status, "epochs_run": len(hist), "history": hist}
+    result = {"status": status, "epochs_run": len(hist), "history": hist, "compiled": None}
     if status != "diverged":
         result.update(best_epoch=len(hist), best_val_top1=hist[-1]["val_top1"],
                       test={"loss": 1.0, "top1": acc, "top5": min(100.0, acc + 20)})
@@ -85,20 +84,50 @@ def make_record(cell, epochs: int | None = None) -> dict:
             result["evaluation"] = {m: {"top1": acc + i, "top5": min(100.0, acc + 20 + i)}
                                     for i, m in enumerate(cell.evaluate)}
     macs = analytic_macs(cell.model)["total"] / 1e9
-    return {"cell_id": cell.id, "config": cell.config(), "ablation": cell.ablation, "case": cell.case,
-            "status": status, "lr": cell.train.learning_rate, "result": result, "params": _params(cell.model),
-            "trainable_params": _params(cell.model), "gmacs": macs, "gflops": 2 * macs,
-            "throughput": {"train": {"images_per_s": 1000 / (1 + 100 * macs)},
-                           "infer": {"images_per_s": 3000 / (1 + 100 * macs)},
-                           "train_gflop_per_s": 1.0, "ceiling_fraction": 0.1},
-            "device": "CPU: constructed x2 threads",
-            "dataset": {"name": "synthetic", "sizes": {"train": 5000, "val": 1000, "test": 2000}, "classes": 10,
-                        "source": "constructed for tests"},
-            "versions": {"python": "3.x", "torch": torch.__version__, "torchvision": "0.x", "cuda": "none",
-                         "cudnn": "none", "pandas": "x"},
-            "commit": "abc1234", "created": "2026-01-01T00:00:00+00:00", "wall_s": 1.0}
+    # Built by the code that builds real records (run.trained_record): only the measurements are made up.
+    record = trained_record(cell, CONSTRUCTED_DATA, result, counts={"params": _params(cell.model),
+                            "trainable_params": _params(cell.model)},
+                            flops={"gmacs": macs, "gflops": 2 * macs, "analytic_gmacs": macs, "fvcore_total_gmacs": macs},
+                            throughput=made_up_throughput(1000 / (1 + 100 * macs), 3000 / (1 + 100 * macs)),
+                            device="CPU: constructed x2 threads", train_batch_size=cell.train.batch_size, wall_s=1.0)
+    return {**record, "commit": "abc1234", "created": "2026-01-01T00:00:00+00:00", "oom_retries": 0}
 
 
+def made_up_throughput(train: float, infer: float) -> dict:
+    """measure_throughput's fields (test_made_up_records_have_the_fields_of_real_ones checks them)."""
+    def one(rate, steps):
+        return {"images_per_s": rate, "images_per_s_min": 0.95 * rate, "images_per_s_max": 1.05 * rate,
+                "spread": 0.1, "batch_size": 32, "repeats": 3, "steps_per_repeat": steps, "warmup_s": 0.01,
+                "load_avg_1min": 0.5, "compiled": None, "peak_mem_mb": None}
+    return {"train": one(train, 3), "infer": one(infer, 8), "math_mode": {"float32": "ieee", "cudnn_benchmark": True},
+            "ceiling_gflop_per_s": 10.0, "ceiling_dtype": "float32", "ceiling_math_mode": "ieee",
+            "ceiling_method": "constructed", "ceiling_isa_peak_gflop_per_s": None, "ceiling_isa_method": None,
+            "train_gflop_per_s": 1.0, "ceiling_fraction": 0.1, "ceiling_exceeded": False,
+            "ceiling_fraction_unclipped": 0.1}
+
+
+# What trained_record reads of the data: the embedded set's names and sizes, said to be constructed.
+CONSTRUCTED_DATA = SimpleNamespace(name="synthetic", classes=list(synthetic.CLASSES), source="constructed for tests",
+                                   origin="constructed for tests", sizes=lambda: {"train": 5000, "val": 1000, "test": 2000})
+
+
+def test_made_up_records_have_the_fields_of_real_ones(tmp_path):
+    """A real (tiny) cell's record and a made-up one for the same cell: the same keys at every level
+    (per-epoch rows, versions and option overrides aside: their keys vary with the run)."""
+    cell = next(c for c in cells_for("depth", Options(epochs=1, train_subset=100, test_subset=50)) if c.case == "A")
+    real = run_cell(cell, tmp_path)
+
+    def keys(d, prefix=""):
+        out = set()
+        for k, v in d.items():
+            out.add(prefix + k)
+            if isinstance(v, dict) and k not in ("history", "versions", "overrides"):
+                out |= keys(v, prefix + k + ".")
+        return out
+
+    made = make_record(cell)
+    # run_cell's answer says whether it was reused; write_record adds the checksum
+    assert (sorted(keys(real) - keys(made) - {"reused", "checksum"}), sorted(keys(made) - keys(real))) == ([], [])
 def write_grid(results: Path, seeds: int = SEEDS, names=tuple(ABLATIONS), **options) -> dict[str, dict]:
     written = {}
     for name in names:
@@ -242,7 +271,7 @@ def test_each_setting_gets_its_own_part(tmp_path, monkeypatch):
     out = build_report(tmp_path, tmp_path / "rep")
     md = out["md"].read_text()
     assert "## Setting 1:" in md and "## Setting 2:" in md
-    assert "profile smoke (epochs 3)" in md
+    assert "profile smoke (epochs 3, seeds 2)" in md
     assert "could not be loaded here (DataError: not here)" in md
     assert "No saved weights under" in md   # no weights: said, not invented
 
@@ -330,7 +359,9 @@ def test_a_claim_without_runs_is_not_run_and_the_figure_has_a_row_per_claim(tmp_
 
 def test_the_profile_comes_from_stored_provenance_and_inference_is_said(tmp_path, monkeypatch):
     recs = write_grid(tmp_path, seeds=1, names=("optimizer",))
-    inferred = group_settings(list(recs.values()))[0]
+    assert group_settings(list(recs.values()))[0].profile == "smoke"  # stored, as run.trained_record writes it
+    older = [{k: v for k, v in r.items() if k != "provenance"} for r in recs.values()]  # written before provenance
+    inferred = group_settings(older)[0]
     assert (inferred.profile, inferred.inferred) == ("smoke", True)
     for r in recs.values():
         r["provenance"] = {"profile": "cifar10", "overrides": {"dataset": "synthetic", "epochs": 2},
@@ -401,12 +432,10 @@ def test_report_md_names_no_absolute_path_and_the_html_has_contents(built):
     assert f'<td style="text-align:right">{len(recs)}</td>' in page   # numbers right-aligned
 
 @pytest.mark.slow
-def test_pytest_report_option_builds_the_report_at_session_end(tmp_path):
+def test_pytest_report_option_builds_the_report_at_session_end(tmp_path, ablations):
     """`pytest ablations --report` with every cell already recorded (nothing trains)."""
     write_grid(tmp_path, seeds=1)
-    proc = subprocess.run([sys.executable, "-m", "pytest", "ablations", "--seeds", "1", "--results-dir", str(tmp_path),
-                           "--report", "-q", "-p", "no:randomly", "-p", "no:cacheprovider"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    proc = ablations("--seeds", "1", "--report", "-p", "no:randomly", results=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert f"report written: {tmp_path / 'report' / 'report.html'}" in proc.stdout
     assert (tmp_path / "report" / "report.md").is_file()

@@ -8,15 +8,12 @@ or signals that process.
 """
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 import torch
 
-from test_ablations import ROOT, pytest_ablations
-from test_progress import scalars
+from helpers import scalars
 from vggbench import records
 from vggbench.checkpoint import Checkpoint
 from vggbench.curves import curves_dir
@@ -36,13 +33,6 @@ def only_record(results) -> dict:
     files = list(records.runs_dir(results).glob("*.json"))
     assert len(files) == 1, files
     return records.read_record(files[0])
-
-
-def start(*args, results, inject):
-    cmd = [sys.executable, "-m", "pytest", "ablations", "-p", "no:cacheprovider", "-q", *args,
-           "--results-dir", str(results)]
-    return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "VGGBENCH_INJECT": inject},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def wait_for(path, proc, timeout=300):
@@ -77,17 +67,18 @@ def assert_no_partial_file(results, cell_id):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
+def uninterrupted(tmp_path_factory, ablations):
     results = tmp_path_factory.mktemp("uninterrupted")
-    run = pytest_ablations(*ARGS, results=results)
+    run = ablations(*ARGS, results=results)
     assert run.returncode == 0, run.stdout + run.stderr
     return results, only_record(results)
 
 
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_restart_equals_uninterrupted(tmp_path, uninterrupted):
+def test_sigkill_mid_epoch_then_restart_equals_uninterrupted(tmp_path, uninterrupted, ablations):
     results, marker = tmp_path / "results", tmp_path / "paused"
-    proc = start(*ARGS, results=results, inject=f"pause={PAUSE_STEP}:{marker}")
+    proc = ablations(*ARGS, results=results, env={"VGGBENCH_INJECT": f"pause={PAUSE_STEP}:{marker}"},
+                     background=True)
     try:
         wait_for(marker, proc)
     finally:
@@ -102,7 +93,7 @@ def test_sigkill_mid_epoch_then_restart_equals_uninterrupted(tmp_path, uninterru
     # What a writer killed between its temporary file and the rename leaves behind:
     (runs / f".{ckpt.stem}.json.cut0ff.tmp").write_text('{"status": "o')
 
-    again = pytest_ablations(*ARGS, results=results)  # no injection: runs to the end
+    again = ablations(*ARGS, results=results)  # no injection: runs to the end
     assert again.returncode == 0, again.stdout + again.stderr
     rec = only_record(results)
     assert [line for line in again.stdout.splitlines() if line.startswith("vggbench: resuming")] == [
@@ -121,11 +112,12 @@ def test_sigkill_mid_epoch_then_restart_equals_uninterrupted(tmp_path, uninterru
 
 
 @pytest.mark.slow
-def test_preempted_local_job_requeues_and_resumes(tmp_path, uninterrupted):
+def test_preempted_local_job_requeues_and_resumes(tmp_path, uninterrupted, ablations):
     """--launcher local: SIGUSR2 to the job mid-epoch is what Slurm sends before pre-emption or the
     time limit; submitit calls CellJob.checkpoint, requeues, and the job resumes from epoch 1."""
     results, marker = tmp_path / "results", tmp_path / "paused"
-    proc = start(*ARGS, "--launcher", "local", results=results, inject=f"pause={PAUSE_STEP}:{marker}")
+    proc = ablations(*ARGS, "--launcher", "local", results=results,
+                     env={"VGGBENCH_INJECT": f"pause={PAUSE_STEP}:{marker}"}, background=True)
     try:
         wait_for(marker, proc)
         job_pid = int(marker.read_text())

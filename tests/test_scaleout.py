@@ -12,7 +12,7 @@ import sys
 import pandas as pd
 import pytest
 
-from test_ablations import FAST, ROOT, pytest_ablations
+from helpers import FAST, ROOT
 from vggbench import records, tables
 from vggbench.cells import cells_for
 from vggbench.options import Options
@@ -26,21 +26,10 @@ COLS = ["case", "seed", "status", "params", "gmacs", "gflops", "epochs_run", "be
 KERNEL_B = ["-k", "kernel and B-", *FAST]  # two cells: B-3x3, B-large ("B" alone matches "ablations")
 
 
-def run(*args, results, env=None):
-    """pytest_ablations with extra environment variables."""
-    if env is None:
-        return pytest_ablations(*args, results=results)
-    cmd = [sys.executable, "-m", "pytest", "ablations", "-p", "no:cacheprovider", "-q", *args,
-           "--results-dir", str(results)]
-    # not PYTEST_XDIST_* of this test's own worker: the child is a session of its own
-    base = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**base, **env})
-
-
 @pytest.fixture(scope="module")
-def inprocess_kernel_b(tmp_path_factory):
+def inprocess_kernel_b(tmp_path_factory, ablations):
     results = tmp_path_factory.mktemp("inprocess")
-    done = pytest_ablations(*KERNEL_B, results=results)
+    done = ablations(*KERNEL_B, results=results)
     assert done.returncode == 0, done.stdout + done.stderr
     return pd.read_csv(results / "kernel.csv")
 
@@ -62,14 +51,14 @@ def pytest_sessionstart(session):
 '''
 
 
-def test_xdist_auto_gives_each_worker_its_own_gpu(tmp_path):
+def test_xdist_auto_gives_each_worker_its_own_gpu(tmp_path, ablations):
     (tmp_path / "fake_gpus.py").write_text(FAKE_GPUS)
     out = tmp_path / "workers"
     out.mkdir()
     env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "WORKERS_OUT": str(out),
            "CUDA_VISIBLE_DEVICES": "5,7,9"}
     # workers start and collect, select nothing (xdist starts no workers under --collect-only)
-    done = run("-p", "fake_gpus", "-n", "auto", "-k", "no_such_case", results=tmp_path / "r", env=env)
+    done = ablations("-p", "fake_gpus", "-n", "auto", "-k", "no_such_case", results=tmp_path / "r", env=env)
     assert done.returncode == 5, done.stdout + done.stderr
     seen = {p.stem: json.loads(p.read_text()) for p in out.iterdir()}
     assert sorted(seen) == ["gw0", "gw1", "gw2"]  # -n auto: one worker per GPU
@@ -77,14 +66,15 @@ def test_xdist_auto_gives_each_worker_its_own_gpu(tmp_path):
     assert all(w["threads"] == 1 and not w["cuda_initialized"] for w in seen.values())  # 2 cores / 3 workers
 
 
-def test_xdist_auto_on_cpu_uses_the_cores():
+@pytest.mark.parametrize("cores,workers,threads", [(6, 2, 3), (2, 2, 1), (2, 3, 1), (5, 2, 2)])
+def test_xdist_auto_on_cpu_uses_the_cores(monkeypatch, cores, workers, threads):
     from vggbench import launch
 
-    assert launch.auto_workers("cpu") == launch.cpu_cores() == len(os.sched_getaffinity(0))
-    assert launch.worker_settings("gw1", 2, "cpu") == {"vggbench_threads": max(1, launch.cpu_cores() // 2)}
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(10, 10 + cores)), raising=False)
+    assert launch.auto_workers("cpu") == cores  # -n auto without CUDA: a worker per core this process may use
+    assert launch.worker_settings("gw1", workers, "cpu") == {"vggbench_threads": threads}  # never 0 threads
 
 
-@pytest.mark.slow
 def needed(cell) -> dict:
     """A cell and the cells it needs: the training cell it evaluates, the trained net it starts from."""
     out = {cell.id: cell}
@@ -95,8 +85,9 @@ def needed(cell) -> dict:
     return out
 
 
-def test_xdist_smoke_every_record_present_and_valid(tmp_path):
-    done = run("-n", "2", *FAST, results=tmp_path)
+@pytest.mark.slow
+def test_xdist_smoke_every_record_present_and_valid(tmp_path, ablations):
+    done = ablations("-n", "2", *FAST, results=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     # every ablation runs but transfer, which is skipped without --pretrained
     runs = [a for a in ABLATIONS.values() if not a.pretrained]
@@ -182,8 +173,8 @@ def test_aggregation_ignores_half_written_temporary_files(tmp_path):
 # ------------------------------------------------------------------------------ launchers
 
 @pytest.mark.slow
-def test_local_launcher_runs_cells_as_processes_and_matches_inprocess(tmp_path, inprocess_kernel_b):
-    done = run(*KERNEL_B, "--launcher", "local", results=tmp_path)
+def test_local_launcher_runs_cells_as_processes_and_matches_inprocess(tmp_path, inprocess_kernel_b, ablations):
+    done = ablations(*KERNEL_B, "--launcher", "local", results=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 passed" in done.stdout
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "kernel.csv")[COLS], inprocess_kernel_b[COLS])
@@ -196,8 +187,8 @@ def test_local_launcher_runs_cells_as_processes_and_matches_inprocess(tmp_path, 
 
 
 @pytest.mark.slow
-def test_debug_launcher_matches_inprocess(tmp_path, inprocess_kernel_b):
-    done = run(*KERNEL_B, "--launcher", "debug", results=tmp_path)
+def test_debug_launcher_matches_inprocess(tmp_path, inprocess_kernel_b, ablations):
+    done = ablations(*KERNEL_B, "--launcher", "debug", results=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "kernel.csv")[COLS], inprocess_kernel_b[COLS])
 
@@ -210,7 +201,7 @@ FAKE_SLURM = {  # just enough of Slurm for submitit to submit: sbatch answers wi
 
 
 @pytest.mark.slow
-def test_slurm_array_submission_then_tasks_then_collect(tmp_path, inprocess_kernel_b):
+def test_slurm_array_submission_then_tasks_then_collect(tmp_path, inprocess_kernel_b, ablations):
     """The Slurm path as far as a machine without Slurm allows: submitit writes the sbatch script of
     a 2-cell job array (sbatch is a stub that answers with a job id); the session returns (--no-wait);
     the two array tasks then run the script's command in Slurm's environment, as the nodes would;
@@ -221,7 +212,7 @@ def test_slurm_array_submission_then_tasks_then_collect(tmp_path, inprocess_kern
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
-    done = run(*KERNEL_B, "--launcher", "slurm", "--no-wait", "--slurm-partition", "gpu", "--slurm-gpus-per-task", "1",
+    done = ablations(*KERNEL_B, "--launcher", "slurm", "--no-wait", "--slurm-partition", "gpu", "--slurm-gpus-per-task", "1",
                "--slurm-cpus-per-task", "8", "--slurm-mem-gb", "32", "--slurm-time", "90", "--slurm-parallelism", "2",
                "--slurm-account", "vision", "--slurm-setup", "module load cuda/12.4", results=results, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -277,8 +268,8 @@ def test_out_of_memory_retries_at_half_the_batch(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_an_error_in_one_cell_leaves_the_others_done_and_is_not_reused(tmp_path):
-    done = run("-k", "optimizer", *FAST, results=tmp_path, env={"VGGBENCH_INJECT": "error=D-adam"})
+def test_an_error_in_one_cell_leaves_the_others_done_and_is_not_reused(tmp_path, ablations):
+    done = ablations("-k", "optimizer", *FAST, results=tmp_path, env={"VGGBENCH_INJECT": "error=D-adam"})
     assert done.returncode == 1, done.stdout + done.stderr
     assert "1 failed, 2 passed" in done.stdout
     assert "the cell raised RuntimeError: injected failure (VGGBENCH_INJECT)" in done.stdout
@@ -289,7 +280,7 @@ def test_an_error_in_one_cell_leaves_the_others_done_and_is_not_reused(tmp_path)
     assert err["status"] == "error" and "injected failure" in err["error"]["traceback"]
     stamps = {f.name: f.stat().st_mtime_ns for f in records.runs_dir(tmp_path).glob("*.json")}
 
-    again = run("-k", "optimizer", *FAST, results=tmp_path)  # fixed: only the failed cell runs again
+    again = ablations("-k", "optimizer", *FAST, results=tmp_path)  # fixed: only the failed cell runs again
     assert again.returncode == 0 and "3 passed" in again.stdout, again.stdout + again.stderr
     after = {f.name: f.stat().st_mtime_ns for f in records.runs_dir(tmp_path).glob("*.json")}
     assert [n for n in after if after[n] != stamps[n]] == [f"{table.loc['D-adam', 'cell_id']}.json"]
@@ -297,8 +288,8 @@ def test_an_error_in_one_cell_leaves_the_others_done_and_is_not_reused(tmp_path)
 
 
 @pytest.mark.parametrize("launcher", ["inprocess", "debug"])
-def test_the_same_error_in_every_cell_stops_after_two(tmp_path, launcher):
-    done = run("-k", "depth", *FAST, "--launcher", launcher, results=tmp_path, env={"VGGBENCH_INJECT": "error"})
+def test_the_same_error_in_every_cell_stops_after_two(tmp_path, launcher, ablations):
+    done = ablations("-k", "depth", *FAST, "--launcher", launcher, results=tmp_path, env={"VGGBENCH_INJECT": "error"})
     assert done.returncode == 2, done.stdout + done.stderr  # interrupted
     assert "2 failed" in done.stdout and "passed" not in done.stdout
     assert ("Interrupted: the first 2 cells failed with the same error, so the rest would too: "
@@ -306,8 +297,8 @@ def test_the_same_error_in_every_cell_stops_after_two(tmp_path, launcher):
     assert len(list(records.runs_dir(tmp_path).glob("*.json"))) == 2
 
 
-def test_fail_fast_under_xdist(tmp_path):
-    done = run("-n", "2", "-k", "depth or batchnorm", *FAST, results=tmp_path, env={"VGGBENCH_INJECT": "error"})
+def test_fail_fast_under_xdist(tmp_path, ablations):
+    done = ablations("-n", "2", "-k", "depth or batchnorm", *FAST, results=tmp_path, env={"VGGBENCH_INJECT": "error"})
     assert done.returncode == 2, done.stdout + done.stderr
     assert "Interrupted: the first 2 cells failed with the same error" in done.stdout
     assert "passed" not in done.stdout

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from fixtures_data import synthetic_splits
+from helpers import Killed, untimed
 from vggbench import notices, trainer
 from vggbench.checkpoint import Checkpoint
 from vggbench.loader import DeviceLoader, random_crop_flip
@@ -105,20 +106,37 @@ def test_bad_train_spec(fields, message):
         TrainSpec(**fields)
 
 
-def test_no_item_in_the_hot_loop(tiny, monkeypatch):
-    # One host sync per epoch for train metrics + one per evaluation: count Tensor.item calls.
+# Every way a tensor's value reaches Python: each one waits for the GPU (a host sync).
+HOST_SYNCS = ("item", "tolist", "numpy", "cpu", "__float__", "__int__", "__bool__", "__index__")
+
+
+def host_syncs(monkeypatch) -> list[str]:
+    """The names of the Tensor methods called from here on that read a value back to the host."""
     calls = []
-    real = torch.Tensor.item
-    monkeypatch.setattr(torch.Tensor, "item", lambda self: calls.append(1) or real(self))
-    train(model(), tiny, SPEC.replace(epochs=2), CPU)
-    steps_per_epoch = 400 // 32
-    # per epoch: 2 (train loss, acc) + 3 (val); at the end 3 (test)
-    assert len(calls) == 2 * 5 + 3 < steps_per_epoch * 2
+    for name in HOST_SYNCS:
+        real = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _real=real, _name=name, **k:
+                            calls.append(_name) or _real(self, *a, **k))
+    return calls
 
 
-def untimed(result: dict) -> dict:
-    """A result without its per-epoch wall times: the one field two identical runs may differ in."""
-    return {**result, "history": [{k: v for k, v in h.items() if k != "epoch_s"} for h in result["history"]]}
+def test_no_host_sync_in_the_hot_loop(tiny, monkeypatch):
+    """One host sync per epoch for the train metrics and one per evaluation, whatever the number of
+    steps: the same count at 12 steps an epoch as at 25 (on CUDA, test_gpu.py checks the same with
+    torch.cuda.set_sync_debug_mode)."""
+    counts = {}
+    for batch in (32, 16):
+        calls = host_syncs(monkeypatch)
+        train(model(), tiny, SPEC.replace(epochs=2, batch_size=batch), CPU)
+        counts[batch] = list(calls)
+        monkeypatch.undo()
+    assert counts[32] == counts[16]
+    assert len(counts[32]) == 2 * 5 + 3  # per epoch: 2 (train loss, acc) + 3 (val); at the end 3 (test)
+    # and the counter sees each way (a float() or a bool() in the loop would show)
+    calls = host_syncs(monkeypatch)
+    t = torch.ones(())
+    float(t), int(t), bool(t), t.item(), t.tolist()
+    assert calls == ["__float__", "__int__", "__bool__", "item", "tolist"]
 
 
 def test_resume_from_checkpoint_equals_uninterrupted(tiny, tmp_path):
@@ -126,9 +144,6 @@ def test_resume_from_checkpoint_equals_uninterrupted(tiny, tmp_path):
     full = train(model(4), tiny, spec, CPU, seed=4)
 
     ckpt = Checkpoint(tmp_path / "cell.ckpt")
-
-    class Killed(Exception):
-        pass
 
     seen = []
 

@@ -3,8 +3,6 @@ partially, the modes train what they say, torchvision's download path works offl
 cache, and the transfer ablation runs end to end on an image folder."""
 import hashlib
 import os
-import subprocess
-import sys
 import urllib.error
 from pathlib import Path
 
@@ -23,7 +21,6 @@ from vggbench.options import Options
 from vggbench.pretrained import PretrainedError, Unavailable
 from vggbench.trainer import TrainSpec, make_optimizer, train
 
-ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
 ARCH = pretrained.ARCHITECTURE
 
@@ -243,13 +240,8 @@ def test_frozen_layers_cut_the_counted_training_flops():
 
 # --- the ablation end to end
 
-def pytest_ablations(*args):
-    return subprocess.run([sys.executable, "-m", "pytest", "ablations", "-p", "no:cacheprovider", "-q", "-rs", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
-
-
-def test_without_pretrained_the_transfer_ablation_is_skipped_saying_why(tmp_path):
-    run = pytest_ablations("-k", "transfer", "--results-dir", str(tmp_path))
+def test_without_pretrained_the_transfer_ablation_is_skipped_saying_why(tmp_path, ablations):
+    run = ablations("-rs", "-k", "transfer", results=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "SKIPPED [8] ablations/test_transfer.py: the transfer ablation needs pretrained weights: pass " \
            "--pretrained torchvision or --pretrained FILE" in run.stdout
@@ -257,14 +249,14 @@ def test_without_pretrained_the_transfer_ablation_is_skipped_saying_why(tmp_path
 
 
 @pytest.mark.slow
-def test_the_transfer_ablation_runs_on_an_image_folder_with_a_weights_file(vgg11, tmp_path):
+def test_the_transfer_ablation_runs_on_an_image_folder_with_a_weights_file(vgg11, tmp_path, ablations):
     from fixtures_data import image_folder
 
     tv, path = vgg11
     folder = image_folder(tmp_path / "flowers", per_class=20, classes=3)
-    run = pytest_ablations("-k", "transfer", "--pretrained", str(path), "--dataset", "imagefolder", "--data-dir",
-                           str(folder), "--cache-dir", str(tmp_path / "cache"), "--epochs", "1", "--batch-size", "8",
-                           "--results-dir", str(tmp_path / "results"))
+    run = ablations("-rs", "-k", "transfer", "--pretrained", str(path), "--dataset", "imagefolder", "--data-dir",
+                    str(folder), "--cache-dir", str(tmp_path / "cache"), "--epochs", "1", "--batch-size", "8",
+                    results=tmp_path / "results")
     assert run.returncode == 0, run.stdout + run.stderr
     assert "4 passed, 4 skipped" in run.stdout  # the vgg11 file has no weights for D: D's cases say so
     assert "vgg11.pth holds vgg11 (A) weights; D needs vgg16 weights" in run.stdout

@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import copy
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,7 +12,6 @@ from vggbench.grid import ABLATIONS
 from vggbench.options import Options
 from vggbench.report import build_report
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def record(status: str, val: float, test: float) -> dict:
@@ -62,11 +58,9 @@ def test_tuned_cases_get_a_log_grid_around_their_own_rate():
 
 
 @pytest.mark.slow
-def test_tune_lr_session_records_the_grid_and_runs_the_seeds_at_the_chosen_rate(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "pytest", "ablations", "-p", "no:cacheprovider", "-q", "-k",
-                          "optimizer and (sgd or adam)", "--tune", "lr", "--tune-grid", "0.02,0.002", "--epochs", "1",
-                          "--train-subset", "200", "--test-subset", "100", "--seeds", "2", "--results-dir",
-                          str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+def test_tune_lr_session_records_the_grid_and_runs_the_seeds_at_the_chosen_rate(tmp_path, ablations):
+    run = ablations("-k", "optimizer and (sgd or adam)", "--tune", "lr", "--tune-grid", "0.02,0.002", "--epochs", "1",
+                    "--train-subset", "200", "--test-subset", "100", "--seeds", "2", results=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "4 passed" in run.stdout
     table = pd.read_csv(tmp_path / "optimizer.csv")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import records
-from .data import DataSpec, load_data
+from .data import DataSpec, fingerprint, load_data
 from .data.sources import cache_size
 from .grid import ABLATIONS, Ablation, Case
 from .device import gpu_model, resolve_device
@@ -116,7 +116,7 @@ def cells_for(ablation: Ablation | str, options: Options) -> list[Cell]:
     ablation = ABLATIONS[ablation] if isinstance(ablation, str) else ablation
     base = baseline(options)
     # The id covers the data's content: load it (memoised, memory-mapped; decoded once into the cache).
-    data = base.data.replace(fingerprint=load_data(base.data).fingerprint)
+    data = base.data.replace(fingerprint=fingerprint(base.data))
     given = tuple((f.name, getattr(options, f.name)) for f in dataclasses.fields(options)
                   if f.name != "profile" and getattr(options, f.name) != f.default)
     out, trained = [], {}  # trained: (case id, seed) -> its training cell (another case's start)
@@ -175,7 +175,7 @@ def _cached_for(data: DataSpec, largest: int) -> DataSpec:
     if size == data.image_size:
         return data
     data = data.replace(image_size=size, fingerprint=None)
-    return data.replace(fingerprint=load_data(data).fingerprint)
+    return data.replace(fingerprint=fingerprint(data))
 
 
 def tuned(ablation: Ablation, profile: Profile, options: Options) -> bool:

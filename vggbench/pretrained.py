@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 
 from .models import VGG, ModelSpec
@@ -64,9 +63,15 @@ class Weights:
         return {"source": "file", "sha256": self.name}
 
 
+def _torchvision_models():
+    """torchvision.models, imported on first use: 3-4 s that collecting the grid need not pay."""
+    import torchvision.models
+    return torchvision.models
+
+
 def normalization() -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The ImageNet mean/std of torchvision's VGG weights (from their published transforms)."""
-    t = torchvision.models.VGG16_Weights.IMAGENET1K_V1.transforms()
+    t = _torchvision_models().VGG16_Weights.IMAGENET1K_V1.transforms()
     return tuple(t.mean), tuple(t.std)
 
 
@@ -76,7 +81,7 @@ def torchvision_weights(spec: ModelSpec):
         raise Unavailable(f"torchvision publishes no ImageNet weights for {spec.config}: only A, B, D, E "
                           "(vgg11, vgg13, vgg16, vgg19, with or without _bn)")
     name = TORCHVISION[spec.config] + ("_bn" if spec.batch_norm else "")
-    return torchvision.models.get_model_weights(name).IMAGENET1K_V1
+    return _torchvision_models().get_model_weights(name).IMAGENET1K_V1
 
 
 def cache_path(weights) -> Path:
@@ -183,7 +188,7 @@ def state_dict(weights: Weights, progress: bool = False) -> dict[str, torch.Tens
     """The weights' tensors: torchvision's through its weights API (from torch.hub's cache, else
     downloaded there, hash-checked), or the file's (checked against its sha256)."""
     if weights.source == "torchvision":
-        w = torchvision.models.get_weight(weights.name)
+        w = _torchvision_models().get_weight(weights.name)
         try:
             return w.get_state_dict(progress=progress, check_hash=True, weights_only=True)
         except (OSError, RuntimeError) as err:  # URLError/HTTPError (offline, proxy) and hash mismatches

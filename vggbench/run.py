@@ -100,20 +100,29 @@ def execute(cell: Cell, checkpoint: Checkpoint | None = None,
     faults.trace(hooks, cell.case, cell.id)
     result = train(model, data, spec, device, seed=cell.seed, checkpoint=checkpoint, on_epoch=on_epoch)
     wall_s = time.perf_counter() - t0
-    earlier = checkpoint.earlier if checkpoint is not None else {"attempts": 0, "wall_s": 0.0, "epoch": 0}
+    earlier = checkpoint.earlier if checkpoint is not None else None
+    return trained_record(cell, data, result, counts=counts, flops=flops, throughput=thr, device=device_name(device),
+                          train_batch_size=spec.batch_size, wall_s=wall_s, earlier=earlier, started=started), model
+
+
+def trained_record(cell: Cell, data: ImageData, result: dict, *, counts: dict, flops: dict, throughput: dict,
+                   device: str, train_batch_size: int, wall_s: float, earlier: dict | None = None,
+                   started: dict | None = None) -> dict:
+    """The record of a trained cell, from what execute measured: the one place its fields are
+    assembled (the report's tests build theirs here too, so a field added here reaches them)."""
+    earlier = earlier or {"attempts": 0, "wall_s": 0.0, "epoch": 0}
     return {
         "cell_id": cell.id, "config": cell.config(), "ablation": cell.ablation, "case": cell.case,
         "status": result["status"], "lr": cell.train.learning_rate, "result": result,
-        "train_batch_size": spec.batch_size,
-        **counts, **flops, "throughput": thr, "device": device_name(device), "versions": versions(),
+        "train_batch_size": train_batch_size,
+        **counts, **flops, "throughput": throughput, "device": device, "versions": versions(),
         "dataset": {"name": data.name, "sizes": data.sizes(), "classes": len(data.classes), "source": data.source},
         "commit": git_commit(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "wall_s": wall_s, "provenance": provenance(cell, data, earlier, wall_s),
         "init_std": INIT_STD.get(cell.model.init),  # the paper's "10^-2 variance", read as which std
         **({"tuning": cell.tuning} if cell.tuning is not None else {}),
         **({"start": started} if started is not None else {}),
-    }, model
-
+    }
 
 
 def provenance(cell: Cell, data: ImageData | None, earlier: dict, wall_s: float | None) -> dict:

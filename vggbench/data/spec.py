@@ -28,8 +28,8 @@ class DataSpec:
     data_dir: str | None = field(default=None, compare=False)
     cache_dir: str | None = field(default=None, compare=False)
     skip_bad: bool = field(default=False, compare=False)
-    # The digest of the decoded data's content (ImageData.fingerprint), set by cells.cells_for once
-    # the data is loaded: two folders with the same class names but other images differ here.
+    # The identity of the data's content (ImageData.fingerprint, registry.fingerprint), set by
+    # cells.cells_for: two folders with the same class names but other images differ here.
     fingerprint: str | None = field(default=None, compare=False)
 
     def replace(self, **changes) -> "DataSpec":
@@ -56,7 +56,8 @@ class ImageData:
     std: tuple[float, float, float] = (0.25, 0.25, 0.25)
     source: str = ""        # a sentence for people: where it came from, splits, cache entry
     origin: str = ""        # where it came from: "parquet directory /data/cifar10", "hub owner/name@main"
-    fingerprint: str = ""   # content_digest of the whole decoded data set (before subsets)
+    fingerprint: str = ""   # content_digest of the whole decoded data set (before subsets); for the
+                            # embedded set, a digest of what generates it (registry._synthetic_fingerprint)
 
     @property
     def num_classes(self) -> int:
