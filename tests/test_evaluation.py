@@ -1,5 +1,7 @@
 """Section 3.2's test-time methods (vggbench/evaluation.py): dense evaluation is the plain forward at
 the training size, FC -> conv is a reshape, the multi-crop grid, the paper's test scales."""
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -80,6 +82,22 @@ def test_every_method_agrees_on_a_model_that_ignores_position_and_single_scale_i
         assert (r["top1"], r["top5"]) == pytest.approx((top1, top5)), method
     assert out["multi_crop"]["views"] == 150 and out["single_scale"]["views"] == 2
     assert out["single_scale"]["scales"] == [55] and out["multi_scale"]["scales"] == [37, 55, 73]
+    coarse = evaluate_protocol(model, x, y, (0.5,) * 3, (0.25,) * 3, 32, (37, 73), batch_size=10, grid=2)
+    assert coarse["multi_crop"]["views"] == 24 and coarse["multi_crop"]["top1"] == pytest.approx(top1)
+
+
+def test_the_crop_grid_is_the_profiles_and_in_the_evaluation_cells_identity():
+    from vggbench.cells import cells_for
+    from vggbench.options import Options
+    from vggbench.profiles import PROFILES
+
+    assert {p.crop_grid for name, p in PROFILES.items() if name != "smoke"} == {5}  # the paper's 5 x 5
+    cells = cells_for("evaluation", Options())
+    assert {c.config()["crop_grid"] for c in cells} == {2}  # smoke: 2 x 2
+    assert {c.crop_grid for c in cells_for("scale", Options())} == {2}
+    assert all("crop_grid" not in c.config() for c in cells_for("scale", Options()))  # single scale: no crops
+    five = [dataclasses.replace(c, crop_grid=5) for c in cells]
+    assert all(a.id != b.id for a, b in zip(cells, five))
 
 
 def test_a_real_net_at_the_training_scale_single_scale_is_the_flip_averaged_plain_forward():

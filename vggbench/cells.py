@@ -49,8 +49,9 @@ class Cell:
     start: "Cell | None" = None
     start_layers: str = ""
     # Test-time methods of section 3.2 (evaluation.py): a cell that evaluates the trained net of its
-    # training cell (this cell without them), not another training.
+    # training cell (this cell without them), not another training; the multi-crop grid's side.
     evaluate: tuple[str, ...] = ()
+    crop_grid: int = 5
 
     @property
     def device_kind(self) -> str:
@@ -72,6 +73,8 @@ class Cell:
             config["start"] = {"cell": self.start.id, "layers": self.start_layers}
         if self.evaluate:
             config["evaluate"] = list(self.evaluate)
+            if {"multi_crop", "dense_multi_crop"} & set(self.evaluate):
+                config["crop_grid"] = self.crop_grid
         if self.role != "final":
             config["role"] = self.role  # a tuning cell: never counted as a seed of its case
         return config
@@ -147,7 +150,8 @@ def cells_for(ablation: Ablation | str, options: Options) -> list[Cell]:
             one = cell(case.id, model.replace(init="paper") if model.init == "from-A" and start is None else model,
                        train_.replace(lr=lr * train_.lr), tune=tune, start=start, start_layers=layers)
             trained[case.id, seed] = one
-            out.append(dataclasses.replace(one, evaluate=case.evaluate) if case.evaluate else one)
+            out.append(dataclasses.replace(one, evaluate=case.evaluate, crop_grid=base.crop_grid) if case.evaluate
+                       else one)
     return out
 
 

@@ -268,7 +268,7 @@ def evaluate_cell(cell: Cell, weights: Path) -> dict:
     return evaluate_protocol(model, data.test_x, data.test_y, data.mean, data.std, cell.model.image_size,
                              cell.train.scale or (cell.model.image_size,) * 2, cell.evaluate,
                              batch_size=cell.train.batch_size, device=device,
-                             amp_dtype=autocast_dtype(cell.train, device))
+                             amp_dtype=autocast_dtype(cell.train, device), grid=cell.crop_grid)
 
 
 def _checkpoint(path: Path, cell: Cell, batch_size: int) -> Checkpoint:
