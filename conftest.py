@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from vggbench import launch, notices, progress, records, status, tables
-from vggbench.cells import baseline, cells_for, tuned
+from vggbench.cells import Cell, baseline, cells_for, tuned
 from vggbench.data import load_data
 from vggbench.faults import injected
 from vggbench.options import Options, Outputs, add_to_pytest, from_namespace
@@ -103,14 +103,16 @@ def _check_input(config, opts: Options) -> None:
 
 
 def pytest_collection_modifyitems(config, items):
-    """--case ID: keep only the cells of those cases (exact, unlike -k's substring match)."""
+    """--case ID: keep only the cells of those cases (exact, unlike -k's substring match). cells_for
+    built only those; an ablation with none of them has one empty-parameter-set item, dropped here."""
     wanted = config.getoption("case", None)
     if not wanted:
         return
     keep, drop = [], []
     for item in items:
         cell = _cell_of(item)
-        (drop if cell is not None and not case_selected(cell.ablation, cell.case, wanted) else keep).append(item)
+        unselected = cell is not None and (not isinstance(cell, Cell) or not case_selected(cell.ablation, cell.case, wanted))
+        (drop if unselected else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
@@ -135,8 +137,8 @@ def pytest_generate_tests(metafunc):
     name = getattr(metafunc.module, "ABLATION", None)
     if name not in ABLATIONS:
         raise pytest.UsageError(f"{metafunc.module.__name__}: ABLATION = {name!r} is not one of {', '.join(ABLATIONS)}")
-    try:
-        cells = cells_for(name, options(metafunc.config))
+    try:  # --case selects before building: cells of other cases are never made
+        cells = cells_for(name, options(metafunc.config), metafunc.config.getoption("case", None) or ())
     except ValueError as err:
         raise pytest.UsageError(str(err)) from None
     # A cell that cannot run here (the transfer ablation without --pretrained) is skipped, saying why.

@@ -13,7 +13,7 @@ import torch
 from . import records
 from .data import DataSpec, load_data
 from .data.sources import cache_size
-from .grid import ABLATIONS, Ablation, Case
+from .grid import ABLATIONS, Ablation, Case, case_selected
 from .device import gpu_model, resolve_device
 from .models import ModelSpec
 from .options import Options
@@ -111,21 +111,25 @@ def baseline(options: Options) -> Profile:
     return p.replace(data=data, model=model, train=train_)
 
 
-def cells_for(ablation: Ablation | str, options: Options) -> list[Cell]:
-    """The one place where (profile, options) become cells: every case x seed, learning rate settled."""
+def cells_for(ablation: Ablation | str, options: Options, cases=()) -> list[Cell]:
+    """The one place where (profile, options) become cells: every case x seed, learning rate settled.
+    cases: the `--case` names (grid.case_selected); only those cases' cells, and the cells they
+    start from, are built (a large --seeds is never built for every case and then filtered)."""
     ablation = ABLATIONS[ablation] if isinstance(ablation, str) else ablation
+    needed = _needed(ablation, cases)
     base = baseline(options)
     # The id covers the data's content: load it (memoised, memory-mapped; decoded once into the cache).
     data = base.data.replace(fingerprint=load_data(base.data).fingerprint)
     given = tuple((f.name, getattr(options, f.name)) for f in dataclasses.fields(options)
                   if f.name != "profile" and getattr(options, f.name) != f.default)
     out, trained = [], {}  # trained: (case id, seed) -> its training cell (another case's start)
-    for other in {c.start.split(":")[0] for c in ablation.cases if c.start and ":" in c.start}:
+    for other in {c.start.split(":")[0] for c in needed if c.start and ":" in c.start}:
+        starts = tuple(c.start for c in needed if c.start and c.start.startswith(other + ":"))
         trained.update({(f"{other}:{c.case}", c.seed): dataclasses.replace(c, evaluate=())
-                        for c in cells_for(other, options)})  # another ablation's nets started from
+                        for c in cells_for(other, options, starts)})  # another ablation's nets started from
     # One copy of the data for every case of an ablation, cached for its largest training scale.
     largest = max((base.scale_px(c.scale[1]) for c in ablation.cases if c.scale is not None), default=0)
-    for case in ablation.cases:
+    for case in needed:
         model = base.model.replace(**{**ablation.model, **case.model})
         train_ = base.train.replace(**case.train)
         if train_.lr is None:
@@ -147,8 +151,25 @@ def cells_for(ablation: Ablation | str, options: Options) -> list[Cell]:
             one = cell(case.id, model.replace(init="paper") if model.init == "from-A" and start is None else model,
                        train_.replace(lr=lr * train_.lr), tune=tune, start=start, start_layers=layers)
             trained[case.id, seed] = one
-            out.append(dataclasses.replace(one, evaluate=case.evaluate) if case.evaluate else one)
+            if not cases or case_selected(ablation.name, case.id, cases):
+                out.append(dataclasses.replace(one, evaluate=case.evaluate) if case.evaluate else one)
     return out
+
+
+def _needed(ablation: Ablation, cases) -> list[Case]:
+    """The ablation's cases to build, in order: all, or those `cases` selects and the cases of this
+    ablation they start from (their trained nets are built first)."""
+    if not cases:
+        return list(ablation.cases)
+    by_id = {c.id: c for c in ablation.cases}
+    todo = [c for c in ablation.cases if case_selected(ablation.name, c.id, cases)]
+    keep = set()
+    while todo:
+        case = todo.pop()
+        keep.add(case.id)
+        if case.start in by_id and case.start not in keep:
+            todo.append(by_id[case.start])
+    return [c for c in ablation.cases if c.id in keep]
 
 
 def _start(case: Case, model: ModelSpec, trained: dict, seed: int, a_cell) -> tuple[Cell | None, str, float]:
