@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from vggbench import launch, notices, progress, records, status, tables
-from vggbench.cells import Cell, baseline, cells_for, tuned
+from vggbench.cells import Cell, baseline, cells_for, check_runnable, tuned
 from vggbench.data import load_data
 from vggbench.faults import injected
 from vggbench.options import Options, Outputs, add_to_pytest, from_namespace
@@ -62,6 +62,7 @@ def pytest_configure(config):
         base = baseline(opts)  # validates width / image size once, before any collection
         _check_input(config, opts)
         check_case_names(config.getoption("case", None) or [])
+        check_runnable(opts, config.getoption("case", None) or ())  # before any data is made
         if base.data.dataset != "synthetic" or opts.train_subset or opts.test_subset:
             # Bad data (an empty folder, undecodable images, labels outside the classes, a subset
             # larger than the data ...) is one usage error here, not one per ablation module.

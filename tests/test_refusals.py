@@ -4,10 +4,14 @@ wrong output now says what it is. In-process where the check is a function of th
 from __future__ import annotations
 
 import argparse
+import re
 
 import pytest
+import torch
 
-from vggbench.cells import cells_for
+from vggbench.cells import cells_for, check_runnable
+from vggbench.models import ModelSpec
+from vggbench.pretrained import PretrainedError
 from vggbench.options import MAX_SEEDS, Options
 from vggbench import options as options_module
 
@@ -26,3 +30,101 @@ def test_seeds_are_bounded_and_case_selects_before_building():
     assert s512.start.case == "D-S384" and s512.start.start.case == "D-S256"
     assert s512.id == {c.case: c for c in cells_for("scale", Options())}["D-S256-512"].id
     assert cells_for("depth", Options(), ("optimizer:D-adam",)) == []
+
+
+@pytest.fixture
+def weight_files(tmp_path):
+    """Files that are not torchvision VGG state dicts: another net's, a non-VGG dict, a truncated
+    file, garbage, and a folder."""
+    import torchvision
+
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "resnet18.pt")
+    torch.save({"a": torch.zeros(3)}, tmp_path / "nonvgg.pt")
+    whole = (tmp_path / "resnet18.pt").read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "garbage.pt").write_bytes(b"hello world" * 100)
+    (tmp_path / "folder").mkdir()
+    return tmp_path
+
+
+@pytest.mark.parametrize("name,message", [
+    ("resnet18.pt", "resnet18.pt: not a torchvision VGG state dict (e.g. against vgg16: missing classifier.0.bias)"),
+    ("nonvgg.pt", "nonvgg.pt: not a torchvision VGG state dict"),
+    ("truncated.pt", "truncated.pt: cannot be read as a state dict (RuntimeError: PytorchStreamReader"),
+    ("garbage.pt", "garbage.pt: cannot be read as a state dict"),
+])
+def test_pretrained_file_that_is_no_vgg_is_refused_before_collection(weight_files, name, message):
+    with pytest.raises(PretrainedError, match=re.escape(message)):
+        check_runnable(Options(pretrained=str(weight_files / name)))
+
+
+def test_pretrained_folder_is_called_a_folder(weight_files):
+    parse = Options.__dataclass_fields__["pretrained"].metadata["option"]["parse"]
+    with pytest.raises(argparse.ArgumentTypeError, match="folder: is a folder, not a file; pass torchvision"):
+        parse(str(weight_files / "folder"))
+    with pytest.raises(argparse.ArgumentTypeError, match="nothing.pt: no such file"):
+        parse(str(weight_files / "nothing.pt"))
+
+
+def test_torchvision_weights_offline_and_not_cached_are_refused_before_collection(tmp_path, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    asked = []
+
+    def offline(request, timeout):
+        asked.append(request.full_url)
+        raise urllib.error.URLError("Name or service not known")
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(PretrainedError, match=re.escape(
+            "cannot download torchvision's VGG16_Weights.IMAGENET1K_V1 (https://download.pytorch.org/models/"
+            "vgg16-397923af.pth: Name or service not known); offline? pass a local file with --pretrained FILE, "
+            f"or put vgg16-397923af.pth into {tmp_path / 'hub' / 'checkpoints'}")):
+        check_runnable(Options(pretrained="torchvision"))
+    assert asked == ["https://download.pytorch.org/models/vgg16-397923af.pth"]
+    # in torch.hub's cache: nothing is asked for (the transfer ablation's D and A weights)
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    for name in ("vgg16-397923af.pth", "vgg11-8a719046.pth"):
+        (tmp_path / "hub" / "checkpoints" / name).write_bytes(b"")
+    asked.clear()
+    check_runnable(Options(pretrained="torchvision"))
+    assert asked == []
+
+
+def test_a_cell_too_large_for_memory_is_refused_before_allocating(monkeypatch):
+    from vggbench import measure
+
+    monkeypatch.setattr(measure, "total_bytes", lambda device: 16 * 10**9)
+    with pytest.raises(measure.TooLarge, match=re.escape(
+            "D-w0.125 at 2048px: a training step at batch 128 needs at least 153.0 GB; this machine has 16.0 GB "
+            "of RAM: use a smaller --image-size, --batch-size or --width")):
+        measure.check_fits(ModelSpec(config="D", width=0.125, image_size=2048), 128, torch.device("cpu"))
+    measure.check_fits(ModelSpec(config="D", width=0.125, image_size=2048), 8, torch.device("cpu"))  # fits
+    with pytest.raises(measure.TooLarge, match="and the data at 4096px 1,409.3 GB"):
+        check_runnable(Options(image_size=4096))  # before the synthetic set is drawn
+    check_runnable(Options())  # the smoke profile fits
+
+
+def test_from_a_refuses_a_case_whose_layers_cannot_take_a_before_anything_trains():
+    with pytest.raises(ValueError, match=re.escape(
+            "kernel:B-large cannot start from net A (--init from-A): layer conv1_1 is a 5x5 conv 3->8 here but "
+            "a 3x3 conv 3->8 in the net it starts from (kernels='large' merges")):
+        check_runnable(Options(init="from-A"), ("kernel:B-large",))
+    check_runnable(Options(init="from-A"), ("kernel:D-3x3",))
+    cells = {c.case: c for c in cells_for("kernel", Options(init="from-A"))}
+    assert "5x5 conv" in cells["B-large"].skip and cells["D-3x3"].skip is None  # a grid run skips it, saying why
+
+
+@pytest.mark.parametrize("args,message", [
+    (["-n", "2", "-k", "transfer", "--pretrained", "{tmp}/resnet18.pt"], "resnet18.pt: not a torchvision VGG state dict"),
+    (["--image-size", "4096"], "at 4096px: a training step at batch 1 needs at least"),
+    (["--init", "from-A", "--case", "kernel:B-large"], "kernel:B-large cannot start from net A (--init from-A)"),
+])
+def test_refused_sessions_say_one_line_exit_4_and_write_nothing(ablations, weight_files, args, message):
+    results = weight_files / "results"
+    run = ablations(*(a.format(tmp=weight_files) for a in args), results=results)
+    assert run.returncode == 4, run.stdout + run.stderr
+    errors = [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 1 and message in errors[0], run.stdout + run.stderr
+    assert "Traceback" not in run.stdout + run.stderr and not results.exists()

@@ -11,15 +11,17 @@ from dataclasses import dataclass, field
 import torch
 
 from . import records
-from .data import DataSpec, load_data
+from .data import DataSpec, load_data, resident_bytes
 from .data.sources import cache_size
 from .grid import ABLATIONS, Ablation, Case, case_selected
 from .device import gpu_model, resolve_device
+from .measure import check_fits
 from .models import ModelSpec
 from .options import Options
 from .profiles import PROFILES, Profile
-from .pretrained import Unavailable, Weights, weights_for
+from .pretrained import Unavailable, Weights, check_reachable, weights_for
 from .trainer import TrainSpec
+from .warmstart import check_copy
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,7 @@ def cells_for(ablation: Ablation | str, options: Options, cases=()) -> list[Cell
             train_ = train_.replace(scale=tuple(base.scale_px(s) for s in case.scale))
             case_data = _cached_for(data, largest)
         weights, skip = _weights(ablation, model, train_, options.pretrained)
+        skip = skip or _from_a_problem(ablation, case, model)
         tune = ()
         if tuned(ablation, base, options):
             tune = options.tune_grid or tuple(float(f"{train_.lr * f:.3g}") for f in base.lr_grid_factors)
@@ -187,6 +190,39 @@ def _start(case: Case, model: ModelSpec, trained: dict, seed: int, a_cell) -> tu
                              "(or be named ablation:case)")
         return trained[case.start, seed], "all", case.start_lr
     return None, "", 1.0
+
+
+def _from_a_problem(ablation: Ablation, case: Case, model: ModelSpec) -> str | None:
+    """Why a case cannot start from a trained net A under --init from-A (its layers cannot take A's),
+    or None; found from the specs before A or the case is trained."""
+    if model.init != "from-A" or model.config in ("A", "A-LRN"):
+        return None
+    try:
+        check_copy(model, model.replace(config="A", init="paper"), "from-A")
+    except ValueError as err:
+        cause = f" (kernels={model.kernels!r} merges each block's stack into one conv, sized by the block's depth)" \
+            if model.kernels != "3x3" else ""
+        return f"{ablation.name}:{case.id} cannot start from net A (--init from-A): {err}{cause}"
+    return None
+
+
+def check_runnable(options: Options, cases=()) -> None:
+    """Before collection, what would fail cells only once they run, as one ValueError saying what to
+    change: a cell too large for this machine's memory even at batch 1 (larger batches are retried at
+    half on out-of-memory), a --case that cannot start from net A, --pretrained weights that cannot
+    be read or reached."""
+    base = baseline(options)
+    check_fits(base.model, 1, resolve_device(options.device), resident_bytes(base.data),
+               f"{base.model.name} on {base.data.dataset}")
+    for ablation in ABLATIONS.values():
+        for case in (c for c in ablation.cases if cases and case_selected(ablation.name, c.id, cases)):
+            problem = _from_a_problem(ablation, case, base.model.replace(**{**ablation.model, **case.model}))
+            if problem:
+                raise ValueError(f"{problem}; leave the case out or choose another --init")
+    if options.pretrained:  # a file is read (and judged) by weights_for; torchvision's are asked for
+        for cell in cells_for("transfer", options):
+            if cell.weights is not None:
+                check_reachable(cell.weights)
 
 
 def _cached_for(data: DataSpec, largest: int) -> DataSpec:

@@ -5,8 +5,8 @@
   sources.py    real datasets: hub ids, parquet, CIFAR pickles, Tiny ImageNet, image folders; the cache
   synthetic.py  the embedded default dataset
 """
-from .registry import DATASETS, load_data
+from .registry import DATASETS, load_data, resident_bytes
 from .spec import DataError, DataSpec, ImageData, apply_subsets, channel_stats, split_off, stratified_subset
 
-__all__ = ["DATASETS", "DataError", "DataSpec", "ImageData", "apply_subsets", "channel_stats", "load_data",
+__all__ = ["DATASETS", "DataError", "DataSpec", "ImageData", "apply_subsets", "channel_stats", "load_data", "resident_bytes",
            "split_off", "stratified_subset"]
