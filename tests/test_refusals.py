@@ -128,3 +128,60 @@ def test_refused_sessions_say_one_line_exit_4_and_write_nothing(ablations, weigh
     errors = [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("ERROR")]
     assert len(errors) == 1 and message in errors[0], run.stdout + run.stderr
     assert "Traceback" not in run.stdout + run.stderr and not results.exists()
+
+
+@pytest.fixture(scope="module")
+def failed_tuning(tmp_path_factory):
+    """`--tune lr --tune-grid 5,10 --case depth:A` (every rate diverges), run in-process; `vggbench
+    status` read before, during (one rate done) and after."""
+    from vggbench import notices, status, tuning
+    from vggbench.run import run_cell
+
+    results = tmp_path_factory.mktemp("tuned")
+    opts = Options(tune="lr", tune_grid=(5.0, 10.0), epochs=1, train_subset=160, test_subset=100)
+    (cell,) = cells_for("depth", opts, ("depth:A",))
+    status.save_selection(results, [cell])
+    states = [status.status(results).iloc[0].to_dict()]
+    run_cell(tuning.tuning_cells(cell)[0], results)
+    states.append(status.status(results).iloc[0].to_dict())
+    with notices.collecting() as said:
+        record = run_cell(cell, results)
+    states.append(status.status(results).iloc[0].to_dict())
+    return cell, opts, results, record, list(said), states
+
+
+def test_status_follows_a_tuned_cell_to_its_final_record(failed_tuning):
+    cell, _, _, record, _, (before, during, after) = failed_tuning
+    assert (before["state"], before["cell_id"]) == ("not started", cell.id)
+    assert (during["state"], during["detail"]) == ("tuning", "tuning: 1 of 2 rates done")
+    assert (after["state"], after["cell_id"]) == ("done", record["cell_id"]) and record["cell_id"] != cell.id
+
+
+def test_a_grid_where_every_rate_fails_is_said_and_marked_untuned(failed_tuning):
+    from vggbench import records, tables
+
+    cell, opts, results, record, said, _ = failed_tuning
+    line = ("depth/A: no rate of the tuning grid (5, 10) trained (every one diverged, stalled or failed): trained at "
+            "its own rate 0.02 instead, marked untuned")
+    assert said == [line]
+    assert record["lr"] == 0.02 and record["tuning"]["chosen_lr"] is None and not records.tuned(record["tuning"])
+    assert [c["status"] for c in record["tuning"]["cells"]] == ["diverged", "diverged"]
+    table = tables.aggregate(results, ["depth"], opts)["depth"]
+    assert table.tuned.tolist() == [False]
+
+
+def test_report_of_a_read_only_results_folder_says_to_use_out(tmp_path, capsys):
+    from vggbench.cli import main
+
+    results = tmp_path / "results"
+    (results / "runs").mkdir(parents=True)
+    results.chmod(0o555)
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            main(["report", "--results-dir", str(results)])
+    finally:
+        results.chmod(0o755)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (f"vggbench report: error: report folder {results}/report: {results} is "
+                                       "read-only; pass --out a writable folder\n")
+    assert sorted(p.name for p in results.iterdir()) == ["runs"]
