@@ -326,8 +326,9 @@ def pytest_terminal_summary(terminalreporter, config):
         terminalreporter.write_line(df[shown].to_string(index=False, float_format=lambda v: f"{v:.4g}")
                                     if len(df) else "(no records)")
         if ABLATIONS[name].tune_by_default and not tuned(ABLATIONS[name], baseline(opts), opts):
-            terminalreporter.write_line(f"vggbench: {name}: compared at fixed learning rates, not tuned (the "
-                                        f"{opts.profile} profile's budget): --tune lr tunes each case first")
+            why = "--lr fixes every rate" if opts.lr is not None else f"the {opts.profile} profile's budget"
+            terminalreporter.write_line(f"vggbench: {name}: compared at fixed learning rates, not tuned ({why}): "
+                                        "--tune lr tunes each case first")
     terminalreporter.write_line(f"records: {records.runs_dir(config.option.results_dir)}/  "
                                 f"report: vggbench report --results-dir {config.option.results_dir}")
     if _REPORT_KEY in config.stash:

@@ -185,3 +185,29 @@ def test_report_of_a_read_only_results_folder_says_to_use_out(tmp_path, capsys):
     assert capsys.readouterr().err == (f"vggbench report: error: report folder {results}/report: {results} is "
                                        "read-only; pass --out a writable folder\n")
     assert sorted(p.name for p in results.iterdir()) == ["runs"]
+
+
+@pytest.mark.parametrize("text,message", [
+    ("0.1,,0.01", "'0.1,,0.01': an empty rate; give rates separated by single commas"),
+    ("0.1,0.01,", "'0.1,0.01,': an empty rate"),
+    ("0.1,0.01,0.1", "'0.1,0.01,0.1': 0.1 is given twice; give each rate once"),
+    ("0.1,1e-1", "'0.1,1e-1': 0.1 is given twice"),
+])
+def test_tune_grid_entries_are_each_a_rate_once(text, message):
+    parse = Options.__dataclass_fields__["tune_grid"].metadata["option"]["parse"]
+    with pytest.raises(argparse.ArgumentTypeError, match=re.escape(message)):
+        parse(text)
+    assert parse("0.1, 0.01") == (0.1, 0.01)
+
+
+@pytest.mark.parametrize("opts,message", [
+    (Options(tune_grid=(0.1, 0.01)), "--tune-grid is used only when rates are tuned, and the smoke profile tunes "
+                                     "none by default: add --tune lr"),
+    (Options(tune="lr", lr=0.01), "--tune lr and --lr do not combine: --lr fixes every cell's rate; drop one"),
+    (Options(profile="cpu", tune_grid=(0.1, 0.01), lr=0.01), "--tune-grid and --lr do not combine"),
+])
+def test_tuning_options_that_would_be_ignored_are_refused(opts, message):
+    from vggbench.cells import baseline
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        baseline(opts)

@@ -105,6 +105,13 @@ def baseline(options: Options) -> Profile:
         names = {f.name for f in dataclasses.fields(spec)}
         return spec.replace(**{k: v for k, v in given.items() if k in names})
 
+    if options.tune is not None and options.lr is not None:
+        raise ValueError(f"--tune {options.tune} and --lr do not combine: --lr fixes every cell's rate; drop one")
+    if options.tune_grid and options.tune is None and not p.tune_by_default:
+        raise ValueError(f"--tune-grid is used only when rates are tuned, and the {options.profile} profile tunes "
+                         "none by default: add --tune lr")
+    if options.tune_grid and options.lr is not None:
+        raise ValueError("--tune-grid and --lr do not combine: --lr fixes every cell's rate; drop one")
     data, model, train_ = apply(p.data), apply(p.model), apply(p.train)
     if data.dataset != p.data.dataset:
         # Another dataset than the profile's (e.g. --dataset imagefolder --data-dir flowers/):

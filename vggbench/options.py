@@ -53,7 +53,14 @@ def weights_source(text: str) -> str:
 def rates(text: str) -> tuple[float, ...]:
     """A comma-separated list of learning rates (each a number > 0 and <= MAX_LR), e.g. 0.1,0.03,0.01."""
     one = number(float, 0, f"every rate must be a number > 0 and <= {MAX_LR:g}", MAX_LR, above=True)
-    values = tuple(one(t.strip()) for t in text.split(",") if t.strip())
+    parts = [t.strip() for t in text.split(",")]
+    if "" in parts:
+        raise argparse.ArgumentTypeError(f"{text!r}: an empty rate; give rates separated by single commas, "
+                                         "e.g. 0.1,0.01")
+    values = tuple(one(t) for t in parts)
+    twice = sorted({t for t, v in zip(parts, values) if values.count(v) > 1})
+    if twice:  # a rate tried twice is one tuning cell: the grid would be smaller than it reads
+        raise argparse.ArgumentTypeError(f"{text!r}: {twice[0]} is given twice; give each rate once")
     if len(values) < 2:
         raise argparse.ArgumentTypeError(f"{text!r}: give at least two rates, comma-separated, e.g. 0.1,0.01")
     return values
