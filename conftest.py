@@ -24,6 +24,7 @@ from vggbench.data import load_data
 from vggbench.faults import injected
 from vggbench.options import Options, Outputs, add_to_pytest, from_namespace
 from vggbench.run import finished_record, run_cell
+from vggbench.trainer import STATUS_MEANS
 from vggbench.grid import ABLATIONS, case_selected, check_case_names
 
 _TABLES_KEY = pytest.StashKey[dict]()
@@ -325,6 +326,8 @@ def pytest_terminal_summary(terminalreporter, config):
         shown = shown + [c for c in df.columns if c.startswith("eval_")]  # section 3.2's test-time methods
         terminalreporter.write_line(df[shown].to_string(index=False, float_format=lambda v: f"{v:.4g}")
                                     if len(df) else "(no records)")
+        for status in sorted(set(df.status) & set(STATUS_MEANS)) if len(df) else ():
+            terminalreporter.write_line(f"vggbench: {status}: {STATUS_MEANS[status]}")
         if ABLATIONS[name].tune_by_default and not tuned(ABLATIONS[name], baseline(opts), opts):
             why = "--lr fixes every rate" if opts.lr is not None else f"the {opts.profile} profile's budget"
             terminalreporter.write_line(f"vggbench: {name}: compared at fixed learning rates, not tuned ({why}): "

@@ -4,6 +4,7 @@ wrong output now says what it is. In-process where the check is a function of th
 from __future__ import annotations
 
 import argparse
+import math
 import re
 
 import pytest
@@ -211,3 +212,16 @@ def test_tuning_options_that_would_be_ignored_are_refused(opts, message):
 
     with pytest.raises(ValueError, match=re.escape(message)):
         baseline(opts)
+
+
+def test_stalled_says_what_it_measures_the_train_loss_not_the_test_accuracy():
+    from vggbench.report.budget import DEFINITION
+    from vggbench.trainer import STALL_TOLERANCE, STATUS_MEANS, TrainSpec, judge
+
+    # the trainer's definition: a net whose train loss is 0.99 ln C at epoch 2 stalled, whatever it scores
+    assert judge(0.99 * math.log(10), TrainSpec.stall_epochs, 10, TrainSpec()) == "stalled"
+    assert judge((1 - STALL_TOLERANCE - 0.001) * math.log(10), TrainSpec.stall_epochs, 10, TrainSpec()) == "ok"
+    assert STATUS_MEANS["stalled"] == (
+        "its train loss was still within 2% of chance (ln C) after its stall window (2 epochs by default), so it "
+        "was stopped; judged on the train loss alone, its test accuracy can be above chance")
+    assert f"A cell *stalled* when {STATUS_MEANS['stalled']};" in DEFINITION
