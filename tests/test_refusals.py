@@ -225,3 +225,26 @@ def test_stalled_says_what_it_measures_the_train_loss_not_the_test_accuracy():
         "its train loss was still within 2% of chance (ln C) after its stall window (2 epochs by default), so it "
         "was stopped; judged on the train loss alone, its test accuracy can be above chance")
     assert f"A cell *stalled* when {STATUS_MEANS['stalled']};" in DEFINITION
+
+
+def test_a_full_disk_stops_the_curves_in_one_line_without_a_thread_traceback(tmp_path, monkeypatch, capfd):
+    import errno
+
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    from vggbench import notices
+    from vggbench.curves import Curves
+
+    def full_disk(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(RecordWriter, "write", full_disk)
+    (cell,) = cells_for("depth", Options(), ("depth:A",))
+    row = {"epoch": 1, "epochs": 2, "train_loss": 2.0, "val_top1": 10.0, "lr": 0.1, "images": 10, "train_s": 1.0}
+    with notices.collecting() as said:
+        curves = Curves(tmp_path, cell)
+        curves.epoch(row)
+        curves.epoch({**row, "epoch": 2})
+        curves.finish({"status": "ok", "result": {"epochs_run": 2}})
+    assert said == ["curves of depth/A (seed 0) not written past here (OSError: [Errno 28] No space left on "
+                    "device); the cell goes on"]
+    assert "Traceback" not in capfd.readouterr().err
