@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 
 from vggbench import launch, notices, preflight, progress, records, status, tables
-from vggbench.cells import baseline, cells_for, tuned
+from vggbench.cells import Cell, baseline, cells_for, tuned
 from vggbench.options import Options, Outputs, add_to_pytest, from_namespace
 from vggbench.run import finished_record, run_cell
+from vggbench.trainer import STATUS_MEANS
 from vggbench.grid import ABLATIONS, case_selected
 
 _TABLES_KEY = pytest.StashKey[dict]()
@@ -61,14 +62,16 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """--case ID: keep only the cells of those cases (exact, unlike -k's substring match)."""
+    """--case ID: keep only the cells of those cases (exact, unlike -k's substring match). cells_for
+    built only those; an ablation with none of them has one empty-parameter-set item, dropped here."""
     wanted = config.getoption("case", None)
     if not wanted:
         return
     keep, drop = [], []
     for item in items:
         cell = _cell_of(item)
-        (drop if cell is not None and not case_selected(cell.ablation, cell.case, wanted) else keep).append(item)
+        unselected = cell is not None and (not isinstance(cell, Cell) or not case_selected(cell.ablation, cell.case, wanted))
+        (drop if unselected else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
@@ -93,8 +96,8 @@ def pytest_generate_tests(metafunc):
     name = getattr(metafunc.module, "ABLATION", None)
     if name not in ABLATIONS:
         raise pytest.UsageError(f"{metafunc.module.__name__}: ABLATION = {name!r} is not one of {', '.join(ABLATIONS)}")
-    try:
-        cells = cells_for(name, options(metafunc.config))
+    try:  # --case selects before building: cells of other cases are never made
+        cells = cells_for(name, options(metafunc.config), metafunc.config.getoption("case", None) or ())
     except ValueError as err:
         raise pytest.UsageError(str(err)) from None
     # A cell that cannot run here (the transfer ablation without --pretrained) is skipped, saying why.
@@ -280,9 +283,12 @@ def pytest_terminal_summary(terminalreporter, config):
         shown = shown + [c for c in df.columns if c.startswith("eval_")]  # section 3.2's test-time methods
         terminalreporter.write_line(df[shown].to_string(index=False, float_format=lambda v: f"{v:.4g}")
                                     if len(df) else "(no records)")
+        for word in sorted(set(df.status) & set(STATUS_MEANS)) if len(df) else ():
+            terminalreporter.write_line(f"vggbench: {word}: {STATUS_MEANS[word]}")
         if ABLATIONS[name].tune_by_default and not tuned(ABLATIONS[name], baseline(opts), opts):
-            terminalreporter.write_line(f"vggbench: {name}: compared at fixed learning rates, not tuned (the "
-                                        f"{opts.profile} profile's budget): --tune lr tunes each case first")
+            why = "--lr fixes every rate" if opts.lr is not None else f"the {opts.profile} profile's budget"
+            terminalreporter.write_line(f"vggbench: {name}: compared at fixed learning rates, not tuned ({why}): "
+                                        "--tune lr tunes each case first")
     terminalreporter.write_line(f"records: {records.runs_dir(config.option.results_dir)}/  "
                                 f"report: vggbench report --results-dir {config.option.results_dir}")
     if _REPORT_KEY in config.stash:

@@ -50,7 +50,7 @@ def test_a_shape_mismatch_is_an_error_not_a_partial_copy():
     a = build_model(config="A", width=0.25, num_classes=10, image_size=32, head="linear")
     d = build_model(config="D", width=0.125, num_classes=10, image_size=32, head="linear")
     before = {k: v.clone() for k, v in d.state_dict().items()}
-    with pytest.raises(ValueError, match="layer conv1_1: shapes differ"):
+    with pytest.raises(ValueError, match="layer conv1_1 is a 3x3 conv 3->8 here but a 3x3 conv 3->16 in the net"):
         copy_layers(d, a, "from-A")
     assert all(torch.equal(v, d.state_dict()[k]) for k, v in before.items())
 

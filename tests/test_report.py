@@ -385,7 +385,18 @@ def test_budget_is_adequate_only_for_flat_curves_without_stalls(tmp_path):
     assert judge().adequate   # the init ablation's stalled N(0, 0.01) cells are its finding, not the budget's
     d_adam = next(r for r in recs.values() if r["case"] == "D-adam" and r["config"]["seed"] == 1)
     d_adam["status"] = "stalled"
-    assert judge().reason == "1 cell stalled, diverged or unjudged: D-adam seed 1 (stalled)"
+    assert judge().reason == "1 cell stalled, diverged or unjudged: optimizer:D-adam seed 1 (stalled)"
+    # one training shown in five ablations' tables (optimizer's D-sgd is depth's D, init's D-kaiming ...):
+    # counted in each whose ablation does not make a stall its finding, as the tables show it
+    d_adam["status"] = "ok"
+    d_sgd = next(r for r in recs.values() if r["case"] == "D-sgd" and r["config"]["seed"] == 0)
+    d_sgd["status"] = "stalled"
+    rows = group_settings(list(recs.values()))[0].rows
+    shared = rows[rows.cell_id == d_sgd["cell_id"]]
+    assert sorted(zip(shared.ablation, shared.case)) == [("batchnorm", "D-plain"), ("depth", "D"), ("init", "D-kaiming"),
+                                                         ("kernel", "D-3x3"), ("optimizer", "D-sgd")]
+    assert judge().reason == ("4 cells stalled, diverged or unjudged: batchnorm:D-plain seed 0 (stalled), depth:D "
+                              "seed 0 (stalled), kernel:D-3x3 seed 0 (stalled) and 1 more")
     assert not budget.judge(group_settings(list(write_grid(tmp_path / "two", seeds=1).values()))[0]).adequate
 
 

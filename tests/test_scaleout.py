@@ -178,9 +178,9 @@ def test_local_launcher_runs_cells_as_processes_and_matches_inprocess(tmp_path, 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 passed" in done.stdout
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "kernel.csv")[COLS], inprocess_kernel_b[COLS])
-    # two jobs, each its own process (a local job's id is its pid; submitit also leaves an empty %j/)
-    jobs = sorted(p.name for p in (tmp_path / "submitit").iterdir() if p.is_dir() and p.name.isdigit())
-    assert len(jobs) == 2 and str(os.getpid()) not in jobs
+    # two jobs, each its own process (a local job's id is its pid); not submitit's empty template folder %j/
+    jobs = sorted(p.name for p in (tmp_path / "submitit").iterdir())
+    assert len(jobs) == 2 and all(j.isdigit() for j in jobs) and str(os.getpid()) not in jobs
     for j in jobs:
         assert (tmp_path / "submitit" / j / f"{j}_0_result.pkl").exists()
         assert f"job {j} (local)" in done.stdout

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from vggbench import records, tuning
-from vggbench.cells import cells_for
+from vggbench.cells import cells_for, tuned
+from vggbench.profiles import PROFILES
 from vggbench.grid import ABLATIONS
 from vggbench.options import Options
 from vggbench.report import build_report
@@ -48,7 +49,10 @@ def test_tuned_cases_get_a_log_grid_around_their_own_rate():
     assert cells["D-adam"].tune == (0.0001, 0.000316, 0.001, 0.00316, 0.01)
     assert cells_for("optimizer", Options(tune="lr", tune_grid=(0.1, 0.01)))[0].tune == (0.1, 0.01)
     assert all(not c.tune for c in cells_for("optimizer", Options()))  # smoke: fixed defaults
-    assert all(not c.tune for c in cells_for("optimizer", Options(tune="lr", lr=0.01)))  # --lr fixes the rate
+    with pytest.raises(ValueError, match="--tune lr and --lr do not combine: --lr fixes every cell's rate"):
+        cells_for("optimizer", Options(tune="lr", lr=0.01))
+    assert not tuned(ABLATIONS["optimizer"], PROFILES["cpu"], Options(profile="cpu", lr=0.01))  # --lr fixes the rate
+    assert tuned(ABLATIONS["optimizer"], PROFILES["cpu"], Options(profile="cpu"))
     assert ABLATIONS["optimizer"].tune_by_default
     untuned = cells_for("optimizer", Options())[0]
     assert cells["D-sgd"].id != untuned.id   # before tuning, a tuned case is not the untuned cell

@@ -27,7 +27,7 @@ from . import records
 from .data import DataSpec, load_data
 from .loader import DeviceLoader
 from .device import Timer, device_name, resolve_device, set_math_mode
-from .measure import count_flops, versions
+from .measure import check_fits, count_flops, versions
 from .models import ModelSpec, build_model
 from .speed import model_speed
 from .trainer import TrainSpec, autocast_dtype, make_optimizer
@@ -159,6 +159,7 @@ def model_throughput(model_spec: ModelSpec, batch_size: int, device: str = "auto
     dev = resolve_device(device)
     set_math_mode(dev)
     spec = TrainSpec(amp=amp, channels_last=channels_last, compile=compile)
+    check_fits(model_spec, batch_size, dev)  # one line, not the kernel's OOM killer
     model = build_model(model_spec)
     gflops = count_flops(model)["gflops"]
     out = {"model": model_spec.name, "image_size": model_spec.image_size, "device": device_name(dev),

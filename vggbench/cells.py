@@ -11,15 +11,17 @@ from dataclasses import dataclass, field
 import torch
 
 from . import records
-from .data import DataSpec, fingerprint, load_data
+from .data import DataSpec, fingerprint, load_data, resident_bytes
 from .data.sources import cache_size
-from .grid import ABLATIONS, Ablation, Case
+from .grid import ABLATIONS, Ablation, Case, case_selected
 from .device import gpu_model, resolve_device
+from .measure import check_fits
 from .models import ModelSpec
 from .options import Options
 from .profiles import PROFILES, Profile
-from .pretrained import Unavailable, Weights, weights_for
+from .pretrained import Unavailable, Weights, check_reachable, weights_for
 from .trainer import TrainSpec
+from .warmstart import check_copy
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,13 @@ def baseline(options: Options) -> Profile:
         names = {f.name for f in dataclasses.fields(spec)}
         return spec.replace(**{k: v for k, v in given.items() if k in names})
 
+    if options.tune is not None and options.lr is not None:
+        raise ValueError(f"--tune {options.tune} and --lr do not combine: --lr fixes every cell's rate; drop one")
+    if options.tune_grid and options.tune is None and not p.tune_by_default:
+        raise ValueError(f"--tune-grid is used only when rates are tuned, and the {options.profile} profile tunes "
+                         "none by default: add --tune lr")
+    if options.tune_grid and options.lr is not None:
+        raise ValueError("--tune-grid and --lr do not combine: --lr fixes every cell's rate; drop one")
     data, model, train_ = apply(p.data), apply(p.model), apply(p.train)
     if data.dataset != p.data.dataset:
         # Another dataset than the profile's (e.g. --dataset imagefolder --data-dir flowers/):
@@ -114,21 +123,25 @@ def baseline(options: Options) -> Profile:
     return p.replace(data=data, model=model, train=train_)
 
 
-def cells_for(ablation: Ablation | str, options: Options) -> list[Cell]:
-    """The one place where (profile, options) become cells: every case x seed, learning rate settled."""
+def cells_for(ablation: Ablation | str, options: Options, cases=()) -> list[Cell]:
+    """The one place where (profile, options) become cells: every case x seed, learning rate settled.
+    cases: the `--case` names (grid.case_selected); only those cases' cells, and the cells they
+    start from, are built (a large --seeds is never built for every case and then filtered)."""
     ablation = ABLATIONS[ablation] if isinstance(ablation, str) else ablation
+    needed = _needed(ablation, cases)
     base = baseline(options)
     # The id covers the data's content: load it (memoised, memory-mapped; decoded once into the cache).
     data = base.data.replace(fingerprint=fingerprint(base.data))
     given = tuple((f.name, getattr(options, f.name)) for f in dataclasses.fields(options)
                   if f.name != "profile" and getattr(options, f.name) != f.default)
     out, trained = [], {}  # trained: (case id, seed) -> its training cell (another case's start)
-    for other in {c.start.split(":")[0] for c in ablation.cases if c.start and ":" in c.start}:
+    for other in {c.start.split(":")[0] for c in needed if c.start and ":" in c.start}:
+        starts = tuple(c.start for c in needed if c.start and c.start.startswith(other + ":"))
         trained.update({(f"{other}:{c.case}", c.seed): dataclasses.replace(c, evaluate=())
-                        for c in cells_for(other, options)})  # another ablation's nets started from
+                        for c in cells_for(other, options, starts)})  # another ablation's nets started from
     # One copy of the data for every case of an ablation, cached for its largest training scale.
     largest = max((base.scale_px(c.scale[1]) for c in ablation.cases if c.scale is not None), default=0)
-    for case in ablation.cases:
+    for case in needed:
         model = base.model.replace(**{**ablation.model, **case.model})
         train_ = base.train.replace(**case.train)
         if train_.lr is None:
@@ -138,6 +151,7 @@ def cells_for(ablation: Ablation | str, options: Options) -> list[Cell]:
             train_ = train_.replace(scale=tuple(base.scale_px(s) for s in case.scale))
             case_data = _cached_for(data, largest)
         weights, skip = _weights(ablation, model, train_, options.pretrained)
+        skip = skip or _from_a_problem(ablation, case, model)
         tune = ()
         if tuned(ablation, base, options):
             tune = options.tune_grid or tuple(float(f"{train_.lr * f:.3g}") for f in base.lr_grid_factors)
@@ -150,9 +164,26 @@ def cells_for(ablation: Ablation | str, options: Options) -> list[Cell]:
             one = cell(case.id, model.replace(init="paper") if model.init == "from-A" and start is None else model,
                        train_.replace(lr=lr * train_.lr), tune=tune, start=start, start_layers=layers)
             trained[case.id, seed] = one
-            out.append(dataclasses.replace(one, evaluate=case.evaluate, crop_grid=base.crop_grid) if case.evaluate
-                       else one)
+            if not cases or case_selected(ablation.name, case.id, cases):
+                out.append(dataclasses.replace(one, evaluate=case.evaluate, crop_grid=base.crop_grid) if case.evaluate
+                           else one)
     return out
+
+
+def _needed(ablation: Ablation, cases) -> list[Case]:
+    """The ablation's cases to build, in order: all, or those `cases` selects and the cases of this
+    ablation they start from (their trained nets are built first)."""
+    if not cases:
+        return list(ablation.cases)
+    by_id = {c.id: c for c in ablation.cases}
+    todo = [c for c in ablation.cases if case_selected(ablation.name, c.id, cases)]
+    keep = set()
+    while todo:
+        case = todo.pop()
+        keep.add(case.id)
+        if case.start in by_id and case.start not in keep:
+            todo.append(by_id[case.start])
+    return [c for c in ablation.cases if c.id in keep]
 
 
 def _start(case: Case, model: ModelSpec, trained: dict, seed: int, a_cell) -> tuple[Cell | None, str, float]:
@@ -170,6 +201,39 @@ def _start(case: Case, model: ModelSpec, trained: dict, seed: int, a_cell) -> tu
                              "(or be named ablation:case)")
         return trained[case.start, seed], "all", case.start_lr
     return None, "", 1.0
+
+
+def _from_a_problem(ablation: Ablation, case: Case, model: ModelSpec) -> str | None:
+    """Why a case cannot start from a trained net A under --init from-A (its layers cannot take A's),
+    or None; found from the specs before A or the case is trained."""
+    if model.init != "from-A" or model.config in ("A", "A-LRN"):
+        return None
+    try:
+        check_copy(model, model.replace(config="A", init="paper"), "from-A")
+    except ValueError as err:
+        cause = f" (kernels={model.kernels!r} merges each block's stack into one conv, sized by the block's depth)" \
+            if model.kernels != "3x3" else ""
+        return f"{ablation.name}:{case.id} cannot start from net A (--init from-A): {err}{cause}"
+    return None
+
+
+def check_runnable(options: Options, cases=()) -> None:
+    """Before collection, what would fail cells only once they run, as one ValueError saying what to
+    change: a cell too large for this machine's memory even at batch 1 (larger batches are retried at
+    half on out-of-memory), a --case that cannot start from net A, --pretrained weights that cannot
+    be read or reached."""
+    base = baseline(options)
+    check_fits(base.model, 1, resolve_device(options.device), resident_bytes(base.data),
+               f"{base.model.name} on {base.data.dataset}")
+    for ablation in ABLATIONS.values():
+        for case in (c for c in ablation.cases if cases and case_selected(ablation.name, c.id, cases)):
+            problem = _from_a_problem(ablation, case, base.model.replace(**{**ablation.model, **case.model}))
+            if problem:
+                raise ValueError(f"{problem}; leave the case out or choose another --init")
+    if options.pretrained:  # a file is read (and judged) by weights_for; torchvision's are asked for
+        for cell in cells_for("transfer", options):
+            if cell.weights is not None:
+                check_reachable(cell.weights)
 
 
 def _cached_for(data: DataSpec, largest: int) -> DataSpec:

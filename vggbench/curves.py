@@ -18,7 +18,10 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import threading
 from pathlib import Path
+
+from .notices import notice
 
 SCALARS = {  # tag -> key of the trainer's per-epoch row
     "Loss/train": "train_loss", "Loss/val": "val_loss", "Accuracy/train": "train_top1",
@@ -38,8 +41,26 @@ class Curves:
         self.cell = cell
         self.writer = None
         self.last = 0   # the last epoch written by this writer
+        self.failed = False  # a write failed (a full disk): no more curves for this cell
 
     def epoch(self, row: dict) -> None:
+        if self.failed:
+            return
+        try:
+            self._epoch(row)
+        except OSError as err:  # a full disk: the curves stop, the cell goes on
+            self._fail(err)
+
+    def _fail(self, err: OSError) -> None:
+        self.failed = True
+        notice(f"curves of {self.cell.ablation}/{self.cell.case} (seed {self.cell.seed}) not written past here "
+               f"({type(err).__name__}: {err}); the cell goes on")
+        try:
+            self.close()
+        except OSError:  # the same error again, from the writer's last flush
+            self.writer = None
+
+    def _epoch(self, row: dict) -> None:
         k = row["epoch"]
         if self.writer is None or k != self.last + 1:
             self._open(k)
@@ -57,6 +78,7 @@ class Curves:
     def _open(self, first_epoch: int) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
+        _quiet_writer_threads()
         self.close()
         if first_epoch == 1:
             shutil.rmtree(self.dir, ignore_errors=True)  # a new run of the cell: a new curve
@@ -65,6 +87,12 @@ class Curves:
 
     def finish(self, record: dict) -> None:
         """The configuration and final metrics as hparams (TensorBoard's HPARAMS tab), then close."""
+        try:
+            self._finish(record)
+        except OSError as err:
+            self._fail(err)
+
+    def _finish(self, record: dict) -> None:
         if self.writer is not None and record.get("status") != "error":
             from torch.utils.tensorboard.summary import hparams
 
@@ -85,6 +113,22 @@ class Curves:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+def _quiet_writer_threads() -> None:
+    """TensorBoard's writer thread re-raises a failed write (ENOSPC), and Python prints its traceback;
+    the same error reaches the cell's thread at its next write, where Curves says it in one line."""
+    from tensorboard.summary.writer.event_file_writer import _AsyncWriterThread
+
+    previous = threading.excepthook
+    if getattr(previous, "vggbench", False):
+        return
+
+    def hook(args):
+        if not (isinstance(args.thread, _AsyncWriterThread) and issubclass(args.exc_type, OSError)):
+            previous(args)
+    hook.vggbench = True
+    threading.excepthook = hook
 
 
 def hparam_values(cell, record: dict) -> dict:

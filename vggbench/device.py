@@ -4,6 +4,8 @@ events on the working GPU's stream). The lowest layer: everything that touches a
 """
 from __future__ import annotations
 
+import os
+
 import math
 import platform
 import time
@@ -50,6 +52,13 @@ def gpu_model(device: torch.device) -> str | None:
 
 def free_bytes(device: torch.device) -> int:
     return torch.cuda.mem_get_info(cuda_index(device))[0]
+
+
+def total_bytes(device: torch.device) -> int:
+    """The device's memory: the GPU's, or the machine's RAM for the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(cuda_index(device)).total_memory
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def set_math_mode(device: torch.device) -> dict:

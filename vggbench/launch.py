@@ -288,4 +288,14 @@ def launch(cells: list[Cell], results_dir: str | os.PathLike, opts: LaunchOption
     if not opts.wait:
         log(f"submitted {len(out.submitted)} cells; when they are done: "
             f"vggbench collect --results-dir {results_dir}")
+    _remove_template_folder(results_dir)
     return out
+
+
+def _remove_template_folder(results_dir: str | os.PathLike) -> None:
+    """submitit's executors make the folder template itself, literally <results>/submitit/%j/, and
+    leave it empty: removed (a folder with files in it is left alone)."""
+    try:
+        job_folder(results_dir).rmdir()
+    except OSError:  # not there, or not empty
+        pass

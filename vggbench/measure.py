@@ -18,14 +18,42 @@ import torch
 from torch import nn
 
 from . import compiled
-from .device import Timer, is_oom, time_steps, window_steps
-from .models import VGG, analytic_macs
+from .device import Timer, is_oom, time_steps, total_bytes, window_steps
+from .models import VGG, ModelSpec, activation_values, analytic_macs, analytic_params
 
 FLOP_TOLERANCE = 0.01  # fvcore vs FlopCounterMode on conv+linear work
 
 
 class FlopMismatch(AssertionError):
     pass
+
+
+class TooLarge(ValueError):
+    """A cell or benchmark that cannot fit this machine's memory: refused before allocating."""
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:,.1f} GB"
+
+
+def check_fits(spec: ModelSpec, batch: int, device: torch.device, data_bytes: int = 0, what: str = "") -> None:
+    """TooLarge, before anything is allocated, when a training step of `spec` at `batch` (a lower
+    bound from the spec alone: its activations, float32 weights with their gradient and optimiser
+    state) plus `data_bytes` held in memory cannot fit the device's memory (RAM on the CPU, where
+    the data lives too). Says what to make smaller."""
+    activations = 4 * batch * activation_values(spec)
+    weights = 4 * 3 * analytic_params(spec)
+    on_device = activations + weights + (data_bytes if device.type == "cpu" else 0)
+    ram = total_bytes(torch.device("cpu"))
+    have = total_bytes(device)
+    if on_device <= have and data_bytes <= ram:
+        return
+    parts = [f"a training step at batch {batch} needs at least {_gb(activations + weights)}"]
+    if data_bytes:
+        parts.append(f"the data at {spec.image_size}px {_gb(data_bytes)}")
+    where = f"{device.type} memory" if device.type != "cpu" else "RAM"
+    raise TooLarge(f"{what or spec.name} at {spec.image_size}px: {' and '.join(parts)}; this machine has "
+                   f"{_gb(have)} of {where}: use a smaller --image-size, --batch-size or --width")
 
 
 def count_params(model: nn.Module) -> dict[str, int]:

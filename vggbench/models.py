@@ -210,6 +210,14 @@ def analytic_macs(spec: ModelSpec) -> dict[str, int]:
     return {**macs, "total": macs["conv"] + macs["linear"]}
 
 
+def activation_values(spec: ModelSpec) -> int:
+    """A lower bound on the values one training image keeps for the backward pass, from the spec
+    alone: the input and each layer's output, twice per conv (ReLU's too; three times with BN)."""
+    per_conv = 3 if spec.batch_norm else 2
+    return 3 * spec.image_size ** 2 + sum(out * pixels * (per_conv if kind == "conv" else 1)
+                                          for kind, _, out, pixels in weight_shapes(spec))
+
+
 def analytic_params(spec: ModelSpec) -> int:
     """Parameters (weights, biases, BN scales and shifts) from the spec alone, without building it."""
     return sum(fan_in * out + out + (2 * out if spec.batch_norm and kind == "conv" else 0)
@@ -221,5 +229,6 @@ def weight_layers(spec: ModelSpec) -> int:
     return sum(len(k) for _, k in block_plan(spec)) + (3 if HEADS[spec.head] else 1)
 
 
-__all__ = ["CONFIGS", "DEPTHS", "INIT_STD", "INITS", "MAX_WIDTH", "ModelSpec", "SpecError", "VGG", "analytic_macs", "analytic_params",
+__all__ = ["CONFIGS", "DEPTHS", "INIT_STD", "INITS", "MAX_WIDTH", "ModelSpec", "SpecError", "VGG", "activation_values",
+           "analytic_macs", "analytic_params",
            "block_plan", "build_model", "init_weights", "load_trained", "weight_layers", "weight_shapes"]

@@ -22,6 +22,7 @@ from .pretrained import check_source
 from .profiles import PROFILES
 
 MAX_LR = 10.0  # beyond it a learning rate is a typo, not an experiment
+MAX_SEEDS = 100  # a confidence interval is tight long before; beyond it a seed count is a typo
 
 
 def number(kind: type, low: float, what: str, high: float | None = None, above: bool = False) -> Callable[[str], float]:
@@ -52,7 +53,14 @@ def weights_source(text: str) -> str:
 def rates(text: str) -> tuple[float, ...]:
     """A comma-separated list of learning rates (each a number > 0 and <= MAX_LR), e.g. 0.1,0.03,0.01."""
     one = number(float, 0, f"every rate must be a number > 0 and <= {MAX_LR:g}", MAX_LR, above=True)
-    values = tuple(one(t.strip()) for t in text.split(",") if t.strip())
+    parts = [t.strip() for t in text.split(",")]
+    if "" in parts:
+        raise argparse.ArgumentTypeError(f"{text!r}: an empty rate; give rates separated by single commas, "
+                                         "e.g. 0.1,0.01")
+    values = tuple(one(t) for t in parts)
+    twice = sorted({t for t, v in zip(parts, values) if values.count(v) > 1})
+    if twice:  # a rate tried twice is one tuning cell: the grid would be smaller than it reads
+        raise argparse.ArgumentTypeError(f"{text!r}: {twice[0]} is given twice; give each rate once")
     if len(values) < 2:
         raise argparse.ArgumentTypeError(f"{text!r}: give at least two rates, comma-separated, e.g. 0.1,0.01")
     return values
@@ -118,8 +126,9 @@ def from_namespace(cls, namespace):
 class Options:
     """What the user chose for a run of ablation cells; None means "the profile's value"."""
     profile: str = option("baseline settings (default smoke)", "smoke", choices=sorted(PROFILES), pytest_only=True)
-    seeds: int = option("repeat every cell with seeds 0..N-1 (default 1)", 1,
-                        number(int, 1, "seeds must be an integer >= 1"), pytest_only=True)
+    seeds: int = option(f"repeat every cell with seeds 0..N-1 (default 1, at most {MAX_SEEDS})", 1,
+                        number(int, 1, f"seeds must be an integer >= 1 and <= {MAX_SEEDS}", MAX_SEEDS),
+                        pytest_only=True)
     device: str = option("auto (cuda if available), cpu, cuda, cuda:1 ...", "auto")
     epochs: int | None = option("override the profile's epochs", None, number(int, 1, "epochs must be an integer >= 1"),
                                 pytest_only=True)

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from vggbench import tables
-from vggbench.cells import baseline
+from vggbench.cells import baseline, check_runnable
 from vggbench.data import DATASETS, load_data
 from vggbench.data.sources import HUB_ID, cache_root
 from vggbench.device import resolve_device
@@ -53,6 +53,7 @@ def check(opts: Options, launch_opts: LaunchOptions, *, results_dir: str, numpro
     if launch_opts.launcher == "slurm" and shutil.which("srun") is None:
         raise ValueError("--launcher slurm: no `srun` here; run from a Slurm login node, or use --launcher local")
     check_case_names(cases)
+    check_runnable(opts, cases)  # before any data is made
     if base.data.dataset != "synthetic" or opts.train_subset or opts.test_subset:
         # Bad data (an empty folder, undecodable images, labels outside the classes, a subset
         # larger than the data ...) is one usage error here, not one per ablation module.

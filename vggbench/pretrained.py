@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,9 +92,35 @@ def cache_path(weights) -> Path:
 
 def check_source(source: str) -> None:
     """A usable --pretrained value, or PretrainedError saying what to pass."""
-    if source != "torchvision" and not Path(source).expanduser().is_file():
-        raise PretrainedError(f"{source}: no such file; pass torchvision (the published ImageNet "
+    if source == "torchvision":
+        return
+    path = Path(source).expanduser()
+    what = "is a folder, not a file" if path.is_dir() else "no such file" if not path.exists() else None
+    if what is not None or not path.is_file():
+        raise PretrainedError(f"{source}: {what or 'not a regular file'}; pass torchvision (the published ImageNet "
                               "weights) or a file saved with torch.save(torchvision_vgg.state_dict(), FILE)")
+
+
+def check_reachable(weights: Weights, timeout: float = 10.0) -> None:
+    """Before any cell runs: torchvision's weights are in torch.hub's cache or can be downloaded
+    (one HEAD request); a file's were read when its Weights were made (weights_for). Else
+    PretrainedError, the same line a cell would end with."""
+    if weights.source != "torchvision":
+        return
+    w = _torchvision_models().get_weight(weights.name)
+    if cache_path(w).is_file():
+        return
+    try:
+        urllib.request.urlopen(urllib.request.Request(w.url, method="HEAD"), timeout=timeout).close()
+    except (OSError, ValueError) as err:  # URLError, HTTPError, timeouts: not downloadable from here
+        raise _unreachable(weights, w, err) from None
+
+
+def _unreachable(weights: Weights, w, err: BaseException) -> PretrainedError:
+    reason = getattr(err, "reason", None) or str(err)[:120]
+    return PretrainedError(f"cannot download torchvision's {weights.name} ({w.url}: {reason}); offline? "
+                           f"pass a local file with --pretrained FILE, or put {weights.file} into "
+                           f"{cache_path(w).parent}")
 
 
 def weights_for(source: str | None, spec: ModelSpec) -> Weights:
@@ -113,7 +140,10 @@ def weights_for(source: str | None, spec: ModelSpec) -> Weights:
     st = path.stat()
     sha256, shapes = _file_info(str(path), st.st_size, st.st_mtime_ns)
     if mismatches(shapes, spec):
-        held = describe(shapes)
+        try:
+            held = describe(shapes)
+        except PretrainedError as err:
+            raise PretrainedError(f"{source}: {err}") from None
         raise Unavailable(f"{path.name} holds {held} weights; {spec.name} needs "
                           f"{torchvision_name(spec)} weights (pass --pretrained torchvision or such a file)")
     return Weights("file", sha256, path.name, str(path))
@@ -192,10 +222,7 @@ def state_dict(weights: Weights, progress: bool = False) -> dict[str, torch.Tens
         try:
             return w.get_state_dict(progress=progress, check_hash=True, weights_only=True)
         except (OSError, RuntimeError) as err:  # URLError/HTTPError (offline, proxy) and hash mismatches
-            reason = getattr(err, "reason", None) or str(err)[:120]
-            raise PretrainedError(f"cannot download torchvision's {weights.name} ({w.url}: {reason}); offline? "
-                                  f"pass a local file with --pretrained FILE, or put {weights.file} into "
-                                  f"{cache_path(w).parent}") from None
+            raise _unreachable(weights, w, err) from None
     if weights.path is None or not Path(weights.path).is_file():
         raise PretrainedError(f"the weights file {weights.path or weights.file} is gone; pass --pretrained FILE again")
     st = Path(weights.path).stat()
@@ -241,6 +268,6 @@ def load_weights(model: VGG, weights: Weights | None, new_head: bool = True) -> 
     return weights
 
 
-__all__ = ["ARCHITECTURE", "PretrainedError", "TORCHVISION", "Unavailable", "Weights", "cache_path", "check_source",
+__all__ = ["ARCHITECTURE", "PretrainedError", "TORCHVISION", "Unavailable", "Weights", "cache_path", "check_reachable", "check_source",
            "describe", "fold_pool", "load_into", "load_weights", "mismatches", "normalization", "state_dict",
            "torchvision_weights", "weights_for"]

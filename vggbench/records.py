@@ -154,6 +154,12 @@ COLUMNS = ["ablation", "case", "seed", "config", "batch_norm", "kernels", "init"
            "attempts", "cell_id"]
 
 
+def tuned(tuning: dict | None) -> bool:
+    """Whether a rate was chosen by tuning, from what the tuning found (a record's "tuning",
+    tuning.resolve's): not when no rate of the grid trained."""
+    return (tuning or {}).get("chosen_lr") is not None
+
+
 def flatten(record: dict, ablation: str, case: str) -> dict:
     """One table row of a record as seen from one ablation case."""
     cfg, res = record["config"], record.get("result", {})
@@ -164,7 +170,7 @@ def flatten(record: dict, ablation: str, case: str) -> dict:
         "ablation": ablation, "case": case, "seed": cfg["seed"], "config": m["config"],
         "batch_norm": m["batch_norm"], "kernels": m["kernels"], "init": m["init"], "head": m["head"],
         "width": m["width"], "optimizer": t["optimizer"], "transfer": t.get("transfer", "scratch"),
-        "lr": record.get("lr"), "tuned": "tuning" in record, "epochs": t["epochs"], "epochs_run": res.get("epochs_run"),
+        "lr": record.get("lr"), "tuned": tuned(record.get("tuning")), "epochs": t["epochs"], "epochs_run": res.get("epochs_run"),
         "status": record.get("status"), "params": record.get("params"),
         "trainable_params": record.get("trainable_params"), "gmacs": record.get("gmacs"), "gflops": record.get("gflops"),
         "train_images_per_s": thr.get("train", {}).get("images_per_s"),

@@ -181,6 +181,8 @@ def run_cell(cell: Cell, results_dir: str | os.PathLike, rerun: bool = False, di
             return {**error_record(cell, RuntimeError("a tuning cell left no record: nothing to choose from")),
                     "reused": False}
         cell = resolved
+        if cell.tuning["chosen_lr"] is None:
+            notice(f"{cell.ablation}/{cell.case}: {cell.tuning['note']}")
     path = records.record_path(results_dir, cell.id)
     lock = records.lock_path(results_dir, cell.id)
     for folder in (path.parent, lock.parent):

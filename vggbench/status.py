@@ -11,7 +11,11 @@ The state of each cell comes from the files its writer keeps up to date:
                (progress/<cell>.json, rewritten after every epoch by vggbench.progress) and how
                long ago it or the checkpoint was written
   interrupted  not running, with a checkpoint or a heartbeat: its process ended without a record
+  tuning       (--tune lr) some of its tuning cells have records, none runs: its id is known once all have
   not started  none of these
+
+A tuned cell is shown as its final cell once its tuning cells have records (tuning.final_id); while
+it tunes, as the tuning cell that runs, with how many of its rates are done.
 
 For jobs of `--launcher local|slurm` the submitit job of each cell (<results>/submitit/) and its
 state: Slurm's (sacct) where it can be asked, else whether the job left its result.
@@ -28,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from . import records
+from . import records, tuning
 from .cells import cells_for
 from .notices import notice
 from .progress import heartbeat_path, now, outcome
@@ -44,11 +48,16 @@ def save_selection(results_dir: str | os.PathLike, cells) -> None:
     unique = {c.id: c for c in cells}
     try:
         records.atomic_write(Path(results_dir) / SELECTION_FILE, json.dumps({
-            "started": now(), "cells": [{"cell_id": c.id, "ablation": c.ablation, "case": c.case, "seed": c.seed,
-                                          "epochs": c.train.epochs} for c in unique.values()]}, indent=1) + "\n")
+            "started": now(), "cells": [_selected(c) for c in unique.values()]}, indent=1) + "\n")
     except OSError as err:
         notice(f"{SELECTION_FILE} not written ({type(err).__name__}: {err}); `vggbench status` will not list "
                "this session's cells")
+
+
+def _selected(cell) -> dict:
+    """A cell as selection.json keeps it; a tuned one with its plan (its id is known once tuned)."""
+    return {"cell_id": cell.id, "ablation": cell.ablation, "case": cell.case, "seed": cell.seed,
+            "epochs": cell.train.epochs, **({"tuning": tuning.plan(cell)} if cell.tune else {})}
 
 
 def selected_cells(results_dir: str | os.PathLike) -> tuple[list[dict], str | None]:
@@ -56,16 +65,15 @@ def selected_cells(results_dir: str | os.PathLike) -> tuple[list[dict], str | No
     path = Path(results_dir) / SELECTION_FILE
     try:
         saved = json.loads(path.read_text())
-        cells = [{k: c[k] for k in ("cell_id", "ablation", "case", "seed", "epochs")} for c in saved["cells"]]
+        cells = [{**{k: c[k] for k in ("cell_id", "ablation", "case", "seed", "epochs")},
+                  **({"tuning": c["tuning"]} if "tuning" in c else {})} for c in saved["cells"]]
         return cells, saved.get("started")
     except FileNotFoundError:
         pass
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{path} is not readable ({type(err).__name__}): run the session again to rewrite it") from None
     opts, names = load_session(results_dir)  # raises ValueError with what to do
-    cells = [c for n in names for c in cells_for(n, opts)]
-    return [{"cell_id": c.id, "ablation": c.ablation, "case": c.case, "seed": c.seed, "epochs": c.train.epochs}
-            for c in cells], None
+    return [_selected(c) for n in names for c in cells_for(n, opts)], None
 
 
 def lock_held(results_dir: str | os.PathLike, cell_id: str) -> bool:
@@ -89,7 +97,23 @@ def _age(seconds: float) -> str:
 
 
 def cell_state(results_dir: str | os.PathLike, cell: dict, started: str | None) -> dict:
-    """One row of the status table."""
+    """One row of the status table. A tuned cell (--tune lr) is its final cell once its tuning cells
+    have records; before, its tuning: the one running (or interrupted) and how many rates are done."""
+    if "tuning" in cell:
+        final = tuning.final_id(cell["tuning"], results_dir)
+        if final is not None:
+            return _cell_state(results_dir, {**cell, "cell_id": final}, started)
+        rows = [(lr, _cell_state(results_dir, {**cell, "cell_id": cell_id}, started))
+                for lr, cell_id in cell["tuning"]["tuning"]]
+        done = sum(r["state"] in ("done", "reused", "failed") for _, r in rows)
+        lr, row = next(((lr, r) for lr, r in rows if r["state"] in ("running", "interrupted")),
+                       (None, {**_cell_state(results_dir, cell, started), "state": "tuning" if done else "not started"}))
+        said = f"tuning: {done} of {len(rows)} rates done" + (f"; lr {lr:g}: {row['detail']}" if lr is not None else "")
+        return {**row, "cell_id": cell["cell_id"], "detail": said.rstrip(": ")}
+    return _cell_state(results_dir, cell, started)
+
+
+def _cell_state(results_dir: str | os.PathLike, cell: dict, started: str | None) -> dict:
     row = {**{k: cell[k] for k in ("ablation", "case", "seed", "cell_id")}, "epoch": "", "detail": "",
            "last_write": "", "job": ""}
     rec = records.read_record(records.record_path(results_dir, cell["cell_id"]))
@@ -173,7 +197,7 @@ def render(df: pd.DataFrame, results_dir) -> str:
     """The table as text, empty columns left out, and a one-line count per state."""
     shown = df[[c for c in COLUMNS if c in ("ablation", "case", "seed", "state") or (df[c] != "").any()]]
     counts = df["state"].value_counts()
-    summary = ", ".join(f"{counts[s]} {s}" for s in ("done", "reused", "running", "interrupted", "failed",
+    summary = ", ".join(f"{counts[s]} {s}" for s in ("done", "reused", "running", "tuning", "interrupted", "failed",
                                                       "not started") if s in counts)
     left = {c: (lambda w: lambda v: f"{v:<{w}}")(int(shown[c].astype(str).str.len().max())) for c in shown
             if c != "seed"}  # text reads left-aligned

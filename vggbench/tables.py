@@ -30,13 +30,18 @@ SESSION_FILE = "session.json"
 def check_results_dir(results_dir: str | os.PathLike) -> Path:
     """The results folder if one can write there (it need not exist yet), else ValueError saying
     what to do. Writes nothing."""
-    path = Path(results_dir).expanduser()
+    return check_writable(results_dir, "results dir", "choose another --results-dir or make it writable")
+
+
+def check_writable(folder: str | os.PathLike, what: str, advice: str) -> Path:
+    """`folder` if one can write there (it need not exist yet), else ValueError: `what`, the folder
+    that stops it, and `advice`. Writes nothing."""
+    path = Path(folder).expanduser()
     existing = next(p for p in (path, *path.absolute().parents) if p.exists())
     if not existing.is_dir():
-        raise ValueError(f"results dir {path}: {existing} is a file, not a folder; choose another --results-dir")
+        raise ValueError(f"{what} {path}: {existing} is a file, not a folder; {advice}")
     if not _writable(existing):
-        raise ValueError(f"results dir {path}: {existing} is read-only; choose another --results-dir "
-                         "or make it writable")
+        raise ValueError(f"{what} {path}: {existing} is read-only; {advice}")
     return path
 
 
@@ -58,7 +63,7 @@ def aggregate(results_dir: str | os.PathLike, ablations, opts: Options) -> dict[
             cell = tuning.resolve(cell, results_dir)  # a tuned case: its record is at the rate chosen
             rec = records.read_record(records.record_path(results_dir, cell.id)) if cell is not None else None
             if rec is not None:
-                rows.append({**records.flatten(rec, name, cell.case), "tuned": cell.tuning is not None})
+                rows.append({**records.flatten(rec, name, cell.case), "tuned": records.tuned(cell.tuning)})
         df = records.table(rows)
         records.write_table(df, results_dir / f"{name}.csv")
         tables[name] = df

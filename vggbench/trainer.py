@@ -101,6 +101,18 @@ class TrainSpec:
 OPTIMIZER_CLASSES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad}
 
 
+
+# What a status says, for tables and the report: "stalled" judges the training loss only (the run is
+# stopped then), so a stalled net can still score somewhat above chance on test.
+STATUS_MEANS = {
+    "stalled": f"its train loss was still within {STALL_TOLERANCE:.0%} of chance (ln C) after its stall window "
+               f"({TrainSpec.stall_epochs} epochs by default), so it was stopped; judged on the train loss alone, "
+               "its test accuracy can be above chance",
+    "diverged": f"its train loss was not finite or above {DIVERGE_FACTOR:g} x chance (ln C), so it was stopped",
+    "unjudged": "it ran fewer epochs than the stall window, too few to judge whether it learns",
+}
+
+
 def make_optimizer(model: nn.Module, spec: TrainSpec, fused: bool | None = None) -> torch.optim.Optimizer:
     """The optimiser over the trainable parameters only (frozen ones have requires_grad=False), one
     learning rate per transfer group (transfer.lr_groups; one group when training from scratch).

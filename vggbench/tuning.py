@@ -29,6 +29,8 @@ from . import records
 from .cells import Cell
 
 SELECT_BY = "best_val_top1"
+NO_RATE = ("no rate of the tuning grid ({grid}) trained (every one diverged, stalled or failed): trained at "
+           "its own rate {lr:g} instead, marked untuned")
 USABLE = ("ok", "unjudged")  # statuses a rate can be chosen from (never diverged, stalled or error)
 
 
@@ -48,23 +50,50 @@ def choose(candidates: list[tuple[float, dict]]) -> float | None:
     return max(usable)[2] if usable else None
 
 
-def resolve(cell: Cell, results_dir: str | os.PathLike) -> Cell | None:
-    """The final cell at its chosen rate (naming its tuning cells), or None while a tuning cell has
-    no record. With no usable rate the case keeps its own rate, and the record says so."""
-    if not cell.tune:
-        return cell
-    candidates = []
-    for t in tuning_cells(cell):
-        record = records.read_record(records.record_path(results_dir, t.id))
+def plan(cell: Cell) -> dict:
+    """A tuned final cell's ids before it is resolved (for `vggbench status`, which has no cells):
+    its tuning cells' and, for each rate it may end at (each of the grid, or its own), its own."""
+    rates = [*cell.tune, cell.train.lr]
+    return {"tuning": [[t.train.lr, t.id] for t in tuning_cells(cell)],
+            "final": [[lr, dataclasses.replace(cell, train=cell.train.replace(lr=lr), tune=()).id] for lr in rates]}
+
+
+def final_id(planned: dict, results_dir: str | os.PathLike) -> str | None:
+    """The id a planned final cell has once its tuning cells have records (None before)."""
+    candidates = _candidates(planned["tuning"], results_dir)
+    if candidates is None:
+        return None
+    final = dict(map(tuple, planned["final"]))
+    chosen = choose([(lr, r) for lr, _, r in candidates])
+    return final[chosen if chosen is not None else planned["final"][-1][0]]
+
+
+def _candidates(tuning: list, results_dir) -> list[tuple[float, str, dict]] | None:
+    """(rate, tuning cell id, its record) for each rate; None while one has no record."""
+    out = []
+    for lr, cell_id in tuning:
+        record = records.read_record(records.record_path(results_dir, cell_id))
         if record is None:
             return None
-        candidates.append((t.train.lr, record))
-    chosen = choose(candidates)
+        out.append((lr, cell_id, record))
+    return out
+
+
+def resolve(cell: Cell, results_dir: str | os.PathLike) -> Cell | None:
+    """The final cell at its chosen rate (naming its tuning cells), or None while a tuning cell has
+    no record. With no usable rate the case keeps its own rate, is marked untuned (chosen_lr None;
+    records.tuned) and the record says why."""
+    if not cell.tune:
+        return cell
+    candidates = _candidates([[t.train.lr, t.id] for t in tuning_cells(cell)], results_dir)
+    if candidates is None:
+        return None
+    chosen = choose([(lr, r) for lr, _, r in candidates])
     info = {"grid": list(cell.tune), "by": SELECT_BY, "chosen_lr": chosen,
             "cells": [{"lr": lr, "cell_id": r["cell_id"], "status": r.get("status"),
                        SELECT_BY: r.get("result", {}).get(SELECT_BY), "wall_s": r.get("wall_s")}
-                      for lr, r in candidates]}
+                      for lr, _, r in candidates]}
     if chosen is None:
-        info["note"] = "no rate of the grid trained (all diverged, stalled or failed): the case's own rate is used"
+        info["note"] = NO_RATE.format(grid=", ".join(f"{lr:g}" for lr in cell.tune), lr=cell.train.lr)
     lr = chosen if chosen is not None else cell.train.lr
     return dataclasses.replace(cell, train=cell.train.replace(lr=lr), tune=(), tuning=info)

@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .models import ModelSpec, build_model
+
 FROM_A = ("conv1_1", "conv2_1", "conv3_1", "conv3_2", "fc6", "fc7", "fc8")
 LAYER_SETS = {"from-A": FROM_A, "all": None}  # None: every layer
 
@@ -43,10 +45,22 @@ def layer_names(model: nn.Module) -> dict[str, tuple[nn.Module, ...]]:
     return names
 
 
-def copy_layers(model: nn.Module, source: nn.Module, layers: str) -> list[str]:
+def _shape(layer: nn.Module) -> str:
+    w = layer.weight.shape
+    return f"a {w[2]}x{w[3]} conv {w[1]}->{w[0]}" if len(w) == 4 else f"a linear layer {w[1]}->{w[0]}"
+
+
+def check_copy(model: ModelSpec, source: ModelSpec, layers: str) -> None:
+    """copy_layers' ValueError, from the specs alone (the nets built on the meta device: nothing
+    allocated or trained): whether a net of `model` can start from a trained net of `source`."""
+    with torch.device("meta"):
+        copy_layers(build_model(model), build_model(source), layers, dry=True)
+
+
+def copy_layers(model: nn.Module, source: nn.Module, layers: str, dry: bool = False) -> list[str]:
     """Copy the named layers (LAYER_SETS[layers]) of a trained `source` net into `model`, in place;
     returns the names copied. Every named layer must exist in both with the same shapes: a mismatch
-    is a ValueError naming the layer (never a silent partial copy)."""
+    is a ValueError naming the layer and both its shapes (never a silent partial copy). dry: check only."""
     if layers not in LAYER_SETS:
         raise ValueError(f"unknown layer set {layers!r}: choose one of {', '.join(LAYER_SETS)}")
     ours, theirs = layer_names(model), layer_names(source)
@@ -61,7 +75,8 @@ def copy_layers(model: nn.Module, source: nn.Module, layers: str) -> list[str]:
             for mine, other in zip(ours[name], theirs[name]):
                 mine_state, other_state = mine.state_dict(), other.state_dict()
                 if {k: v.shape for k, v in mine_state.items()} != {k: v.shape for k, v in other_state.items()}:
-                    raise ValueError(f"layer {name}: shapes differ ({tuple(mine.weight.shape)} vs "
-                                     f"{tuple(other.weight.shape)}); the nets must share width, head and image size")
-                mine.load_state_dict(other_state)
+                    raise ValueError(f"layer {name} is {_shape(mine)} here but {_shape(other)} in the net it "
+                                     "starts from")
+                if not dry:
+                    mine.load_state_dict(other_state)
     return wanted

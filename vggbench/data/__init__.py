@@ -5,8 +5,9 @@
   sources.py    real datasets: hub ids, parquet, CIFAR pickles, Tiny ImageNet, image folders; the cache
   synthetic.py  the embedded default dataset
 """
-from .registry import DATASETS, fingerprint, load_data
+from .registry import DATASETS, fingerprint, load_data, resident_bytes
 from .spec import DataError, DataSpec, ImageData, apply_subsets, channel_stats, split_off, stratified_subset
 
 __all__ = ["DATASETS", "DataError", "DataSpec", "ImageData", "apply_subsets", "channel_stats", "fingerprint", "load_data",
+           "resident_bytes",
            "split_off", "stratified_subset"]

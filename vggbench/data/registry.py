@@ -45,6 +45,15 @@ def _synthetic(spec: DataSpec) -> ImageData:
 DATASETS: dict[str, Loader] = {"synthetic": _synthetic, **{name: sources.load for name in sources.KNOWN}}
 
 
+def resident_bytes(spec: DataSpec) -> int:
+    """A lower bound on the memory loading the spec's data takes: the synthetic set is made in memory
+    (float32 while it is drawn, uint8 kept); a real dataset is memory-mapped from its cache (0)."""
+    if spec.dataset != "synthetic":
+        return 0
+    pixels = 3 * spec.image_size ** 2
+    return sum(SYNTHETIC_SIZES.values()) * pixels + 4 * max(SYNTHETIC_SIZES.values()) * pixels
+
+
 def load_data(spec: DataSpec) -> ImageData:
     """The decoded dataset for a spec (memoised per process: cells of one session share it)."""
     # data_dir / cache_dir / skip_bad are not part of a spec's equality: key the memo on them too.

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..grid import ABLATIONS
-from ..trainer import STALL_TOLERANCE
+from ..trainer import STATUS_MEANS
 from .settings import Setting
 
 FLAT_EPOCHS = 3      # epochs at the end of a curve that must be flat
@@ -26,9 +26,8 @@ FLAT_GAIN = 0.5      # val top-1 points gained per epoch below which a curve cou
 DEFINITION = (f"A setting is *adequate* when it ran {FLAT_EPOCHS + 1}+ epochs, its validation top-1 curves gained "
               f"under {FLAT_GAIN:g} points per epoch (median over cells) over the last {FLAT_EPOCHS} epochs, and "
               "no cell stalled, diverged (except where a stall is the ablation's finding) or stayed unjudged "
-              "(fewer epochs than the stall window). A cell *stalls* when "
-              f"its train loss stays within {STALL_TOLERANCE:.0%} of chance (ln C); it *diverges* when the loss "
-              "is not finite or explodes. Otherwise its verdicts are *not evidence*.")
+              f"(fewer epochs than the stall window). A cell *stalled* when {STATUS_MEANS['stalled']}; it "
+              f"*diverged* when {STATUS_MEANS['diverged']}. Otherwise its verdicts are *not evidence*.")
 
 
 @dataclass(frozen=True)
@@ -42,17 +41,14 @@ class Budget:
 
 
 def _failed_cells(s: Setting) -> list[str]:
-    """Cells that count against the budget, as 'case seed N (status)': stalled or diverged ones
-    (unless a stall is their ablation's finding) and unjudged ones (too few epochs to tell)."""
-    out = []
+    """Table rows that count against the budget, as 'ablation:case seed N (status)': stalled or
+    diverged ones (unless a stall is the finding of that row's own ablation) and unjudged ones (too
+    few epochs to tell). Per row, as the tables show them: one training shared by several ablations
+    (depth's D is batchnorm's D-nobn and init's D-paper) counts in each ablation that is not excused."""
     bad = s.rows[s.rows.status.isin(("stalled", "diverged", "unjudged"))]
-    for cell_id, g in bad.groupby("cell_id", sort=False):
-        if g.status.iloc[0] != "unjudged" and any(ABLATIONS[a].display.stall_is_outcome
-                                                  for a in g.ablation if a in ABLATIONS):
-            continue
-        r = g.iloc[0]
-        out.append(f"{r.case} seed {r.seed} ({r.status})")
-    return sorted(set(out))
+    return sorted({f"{r.ablation}:{r.case} seed {r.seed} ({r.status})" for r in bad.itertuples()
+                   if r.status == "unjudged" or not (r.ablation in ABLATIONS
+                                                     and ABLATIONS[r.ablation].display.stall_is_outcome)})
 
 
 def end_gain(s: Setting) -> float | None:

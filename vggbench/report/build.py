@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import records
+from .. import records, tables
 from ..grid import ABLATIONS
 from . import budget as budgets
 from . import figures
@@ -46,7 +46,9 @@ def build_report(results_dir: str | Path = "results", out: str | Path | None = N
     """Write <out>/report.md, <out>/report.html and <out>/figures/*.png; returns their paths.
     `cache_dir` is where a dataset the figures need is decoded (default: the datasets' own)."""
     results_dir = Path(results_dir)
-    out = Path(out) if out is not None else results_dir / "report"
+    # A read-only results folder (a colleague's, an archive) is read, never written: the report goes elsewhere.
+    out = tables.check_writable(out if out is not None else results_dir / "report", "report folder",
+                                "pass --out a writable folder" if out is None else "choose another --out or make it writable")
     figdir = out / "figures"
     if figdir.is_dir():
         for old in figdir.glob("*.png"):  # figures of an earlier build: ours to replace

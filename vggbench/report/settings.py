@@ -135,7 +135,7 @@ def setting_key(record: dict) -> str:
         "train": {k: v for k, v in cfg["train"].items() if k not in AXES_TRAIN and k != "lr"},
         # tuned cases each run at their own chosen rate: one setting, the rates shown per case; a net
         # started from another's (S = 384 from S = 256) runs at a fraction of that net's rate
-        "lr": "tuned" if "tuning" in record else None if cfg["train"].get("lr") == default_lr
+        "lr": "tuned" if records.tuned(record.get("tuning")) else None if cfg["train"].get("lr") == default_lr
         or cfg.get("start", {}).get("layers") == "all" else cfg["train"].get("lr"),
     })
 
