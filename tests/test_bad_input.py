@@ -16,9 +16,10 @@ import pytest
 import torch
 
 from test_ablations import ROOT
-from vggbench import records, run
+from vggbench import notices, records, run, tables
 from vggbench.cells import cells_for
 from vggbench.options import Options
+from vggbench.report.settings import load_records
 from vggbench.run import run_cell
 from vggbench.checkpoint import Checkpoint
 from vggbench.cli import main
@@ -188,3 +189,47 @@ def test_corrupt_checkpoint_is_set_aside_and_the_cell_starts_over(tmp_path, clea
     assert resumed_from == [None]  # the damaged checkpoint was not used
     assert same(rec) == same(ref)
     assert len(list(ckpt.parent.glob(f"{ckpt.name}.*.corrupt"))) == 1 and not ckpt.exists()
+
+
+def test_record_of_another_cell_is_never_reused(tmp_path, clean):
+    """`cp runs/<D>.json runs/<A>.json`: a valid checksum, but the record is D's: set aside, one line,
+    and A's table row is not D's."""
+    cell, ref = clean
+    other = next(c for c in cells_for("batchnorm", OPTS) if c.case == "A-plain")
+    path = records.record_path(tmp_path, other.id)
+    records.write_record(records.record_path(tmp_path, cell.id), {k: v for k, v in ref.items() if k != "reused"})
+    path.write_bytes(records.record_path(tmp_path, cell.id).read_bytes())
+    with notices.collecting() as said:
+        assert tables.aggregate(tmp_path, ["batchnorm"], OPTS)["batchnorm"].case.tolist() == ["A-bn"]
+        assert said == [f"{path} is not this cell's record (it holds cell {cell.id}'s): skipped; running its cell "
+                        "again sets it aside"]
+    with notices.collecting() as said:
+        assert run.finished_record(other, tmp_path, set_aside_corrupt=True) is None
+    aside = list(path.parent.glob(f"{path.name}.*.corrupt"))
+    assert not path.exists() and len(aside) == 1 and len(said) == 1 and "set aside as" in said[0]
+
+
+@pytest.mark.parametrize("edit,why", [
+    (lambda r: r["config"]["train"].update(epochs=99), "its configuration does not hash to its name: edited"),
+    (lambda r: r["config"]["model"].update(batch_norm=False), "its configuration does not hash to its name"),
+    (lambda r: r["config"].pop("train"), "malformed (config.train missing)"),
+    (lambda r: r.update(params="lots"), "malformed (params is str, not int)"),
+    (lambda r: r["result"].update(test=[1]), "malformed (result.test is list, not dict)"),
+])
+def test_edited_record_with_recomputed_checksum_is_set_aside(tmp_path, clean, edit, why):
+    """A record edited by hand and checksummed again with records.write_record: never reused, never
+    in a table, the report or `vggbench status`, and no traceback in any of them."""
+    cell, ref = clean
+    record = json.loads(json.dumps({k: v for k, v in ref.items() if k != "reused"}))
+    edit(record)
+    path = records.record_path(tmp_path, cell.id)
+    records.write_record(path, record)
+    with notices.collecting() as said:
+        assert tables.aggregate(tmp_path, ["batchnorm"], OPTS)["batchnorm"].empty
+        with pytest.raises(ValueError, match="no valid run records"):
+            load_records(tmp_path)
+        assert [line for line in said if why in line] == said and len(said) == 2
+    with notices.collecting() as said:
+        assert run.finished_record(cell, tmp_path, set_aside_corrupt=True) is None
+    assert not path.exists() and len(list(path.parent.glob(f"{path.name}.*.corrupt"))) == 1
+    assert len(said) == 1 and why in said[0] and "set aside as" in said[0]
