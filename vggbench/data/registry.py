@@ -32,8 +32,8 @@ DATASETS: dict[str, Loader] = {"synthetic": _synthetic, **{name: sources.load fo
 
 def load_data(spec: DataSpec) -> ImageData:
     """The decoded dataset for a spec (memoised per process: cells of one session share it)."""
-    # data_dir / cache_dir / skip_bad are not part of a spec's equality: key the memo on them too.
-    return _load_data(spec, spec.data_dir, spec.cache_dir, spec.skip_bad)
+    # data_dir / cache_dir / skip_bad / verify_data are not part of a spec's equality: key the memo on them too.
+    return _load_data(spec, spec.data_dir, spec.cache_dir, spec.skip_bad, spec.verify_data)
 
 
 @functools.lru_cache(maxsize=4)
