@@ -233,3 +233,31 @@ def test_edited_record_with_recomputed_checksum_is_set_aside(tmp_path, clean, ed
         assert run.finished_record(cell, tmp_path, set_aside_corrupt=True) is None
     assert not path.exists() and len(list(path.parent.glob(f"{path.name}.*.corrupt"))) == 1
     assert len(said) == 1 and why in said[0] and "set aside as" in said[0]
+
+
+# ------------------------------------------------------------------------------ data that is not what it says
+
+def test_data_not_what_its_name_says_is_one_usage_error(tmp_path, ablations):
+    """--dataset cifar100 (and tiny-imagenet) on a CIFAR-10 copy; cifar10 on a repository; an
+    unprepared read-only cache: exit 4, one line, no traceback, no cache entry."""
+    from fixtures_data import cifar_pickles
+    from vggbench.data.sources import CIFAR10_NAMES
+
+    c10, _ = cifar_pickles(tmp_path / "c10", per_batch=20, classes=10, names=list(CIFAR10_NAMES))
+    (tmp_path / "ro-cache").mkdir()
+    (tmp_path / "ro-cache").chmod(0o555)
+    cases = [(["--dataset", "cifar100", "--data-dir", c10], "has 10 classes, but cifar100 has 100: give the cifar100 "
+                                                             "data, or --dataset imagefolder"),
+             (["--dataset", "tiny-imagenet", "--data-dir", c10], "has 10 classes, but tiny-imagenet has 200"),
+             (["--dataset", "cifar10", "--data-dir", ROOT], "ablations: a class folder without images"),
+             (["--dataset", "cifar10", "--data-dir", c10, "--cache-dir", tmp_path / "ro-cache"],
+              f"cache dir {tmp_path / 'ro-cache'} is not writable")]
+    for args, message in cases:
+        cache = [] if "--cache-dir" in args else ["--cache-dir", tmp_path / "cache"]
+        run = ablations("--collect-only", *args, *cache, results=tmp_path / "results")
+        out = run.stdout + run.stderr
+        assert run.returncode == 4 and len([line for line in out.splitlines() if message in line]) == 1, out
+        assert "Traceback" not in out
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.name != ".locks"]
+    assert not (tmp_path / "results").exists() and not list((tmp_path / "ro-cache").iterdir())
+    (tmp_path / "ro-cache").chmod(0o755)

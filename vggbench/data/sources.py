@@ -46,6 +46,7 @@ short function, and reading one layout means reading the decoding and the cache 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import io
@@ -666,9 +667,9 @@ def load(spec: DataSpec) -> ImageData:
     need = ("to be checked (--verify-data)" if spec.verify_data and entry.is_dir()
             else "has no complete entry for it" if not entry.is_dir() or damage(entry) else "needs its entry updated")
     try:
+        if not writable(next(p for p in (entry.parent, *entry.parent.absolute().parents) if p.exists())):
+            raise PermissionError(errno.EACCES, "read-only")
         lock.parent.mkdir(parents=True, exist_ok=True)
-        if not writable(lock.parent):
-            raise PermissionError("read-only")
         lock.touch()
     except OSError as err:
         raise DataError(f"cache dir {entry.parent} is not writable ({err.strerror or err}) and {source.origin} "
