@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from test_ablations import ROOT
-from vggbench import notices, records, run, tables
+from vggbench import notices, records, run, status, tables
 from vggbench.cells import cells_for
 from vggbench.options import Options
 from vggbench.report.settings import load_records
@@ -203,6 +203,9 @@ def test_record_of_another_cell_is_never_reused(tmp_path, clean):
         assert tables.aggregate(tmp_path, ["batchnorm"], OPTS)["batchnorm"].case.tolist() == ["A-bn"]
         assert said == [f"{path} is not this cell's record (it holds cell {cell.id}'s): skipped; running its cell "
                         "again sets it aside"]
+    with notices.collecting() as said:
+        row = {"cell_id": other.id, "ablation": "batchnorm", "case": "A-plain", "seed": 0, "epochs": 2}
+        assert status.cell_state(tmp_path, row, None)["state"] == "not started" and len(said) == 1
     with notices.collecting() as said:
         assert run.finished_record(other, tmp_path, set_aside_corrupt=True) is None
     aside = list(path.parent.glob(f"{path.name}.*.corrupt"))
