@@ -1,6 +1,9 @@
 """Real datasets: CIFAR-10/100, Tiny ImageNet, ImageNet and any image folder, decoded once into an
 on-disk cache of uint8 tensors that a later run maps in well under a second.
 
+Long because every layout below ends in the same Listing and the same cache entry: each reader is a
+short function, and reading one layout means reading the decoding and the cache beside it.
+
 Where the images come from (`--data-dir`, else the dataset's hub id in KNOWN):
   hub id            owner/name[@revision], read with datasets.load_dataset (the Hugging Face cache)
   parquet directory the hub's layout on disk (e.g. plain_text/train-00000-of-00001.parquet), read
@@ -39,9 +42,6 @@ never half-written, decoded once by concurrent workers (the locks live in <cache
 A complete entry is read without a lock, so a cache shared read-only serves; a damaged one (a split
 file of another size than meta.json says) is set aside and decoded again; `--verify-data` decodes
 the source again and compares. cache_dir defaults to $VGGBENCH_CACHE, else ~/.cache/vggbench.
-
-Long because every layout above ends in the same Listing and the same cache entry: each reader is a
-short function, and reading one layout means reading the decoding and the cache beside it.
 """
 from __future__ import annotations
 
