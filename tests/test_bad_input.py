@@ -217,7 +217,7 @@ def test_record_of_another_cell_is_never_reused(tmp_path, clean):
     (lambda r: r["config"]["model"].update(batch_norm=False), "its configuration does not hash to its name"),
     (lambda r: r["config"].pop("train"), "malformed (config.train missing)"),
     (lambda r: r.update(params="lots"), "malformed (params is str, not int)"),
-    (lambda r: r["result"].update(test=[1]), "malformed (result.test is list, not dict)"),
+    (lambda r: r["result"].update(test=[1]), "malformed (result.test is list, not an object)"),
 ])
 def test_edited_record_with_recomputed_checksum_is_set_aside(tmp_path, clean, edit, why):
     """A record edited by hand and checksummed again with records.write_record: never reused, never

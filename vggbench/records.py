@@ -92,10 +92,14 @@ SCHEMA = {
                          "weight_decay": NUMBER, "augment": bool, "?lr": NUMBER, "?scale": list},
                "data": {"dataset": str, "image_size": int}},
     "?lr": NUMBER, "?params": int, "?trainable_params": int, "?gmacs": NUMBER, "?gflops": NUMBER,
-    "?wall_s": NUMBER, "?created": str, "?dataset": dict, "?provenance": dict, "?versions": dict,
-    "?throughput": dict, "?tuning": dict, "?start": dict, "?error": dict,
-    "?result": {"?epochs_run": int, "?best_val_top1": NUMBER, "?test": dict, "?history": list,
-                "?evaluation": dict},
+    "?wall_s": NUMBER, "?created": str, "?versions": dict, "?start": dict,
+    "?dataset": {"?sizes": dict, "?classes": int, "?source": str},
+    "?provenance": {"?profile": str, "?overrides": dict, "?attempts": int, "?wall_s_total": NUMBER},
+    "?throughput": {"?train": dict, "?infer": dict, "?train_gflop_per_s": NUMBER, "?ceiling_fraction": NUMBER},
+    "?tuning": {"?grid": list, "?chosen_lr": NUMBER, "?cells": list},
+    "?error": {"?type": str, "?message": str, "?traceback": str},
+    "?result": {"?epochs_run": int, "?best_val_top1": NUMBER, "?history": list, "?evaluation": dict,
+                "?test": {"?top1": NUMBER, "?top5": NUMBER, "?loss": NUMBER}},
 }
 
 
