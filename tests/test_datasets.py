@@ -350,7 +350,7 @@ def test_cifar_pickles_of_python3_and_without_labels(tmp_path):
 
 # ------------------------------------------------------------------------------ a cache that is not what it was
 
-def test_data_rewritten_in_place_with_its_mtimes_restored_is_decoded_again(tmp_path, monkeypatch):
+def test_data_rewritten_in_place_with_its_mtimes_restored_is_decoded_again(tmp_path, monkeypatch, capsys):
     """Other pixels of the same byte size (BMP), mtimes restored as cp -p / rsync -a / tar x do: the
     cache entry is not reused (inode and ctime in its key); and where even those cannot tell (the
     key's identity forced equal below), --verify-data decodes again and replaces the entry."""
@@ -385,6 +385,10 @@ def test_data_rewritten_in_place_with_its_mtimes_restored_is_decoded_again(tmp_p
     with notices.collecting() as said:
         assert load(tmp_path, "imagefolder", root, verify_data=True).fingerprint == fresh.fingerprint
     assert len(said) == 1 and "decodes to the images cached in" in said[0]
+    vggdata._load_data.cache_clear()
+    assert cli.main(["data", "prepare", "imagefolder", "--data-dir", str(root), "--cache-dir", str(tmp_path / "cache"),
+                     "--verify-data"]) == 0
+    assert "vggbench: --verify-data: image folder" in capsys.readouterr().err
 
 
 def test_truncated_cache_file_is_set_aside_and_decoded_again(tmp_path):
