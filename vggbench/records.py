@@ -81,16 +81,17 @@ def set_aside(path: str | os.PathLike, what: str, why: str = "corrupt (checksum 
 
 
 # What the readers of a record (tables, status, tuning, the report) rely on: key -> type, or a dict
-# of the same for a nested object. A key with a leading "?" may be absent or null.
+# of the same for a nested object. A key with a leading "?" may be absent or null (a spec field
+# added since a record was written: the report fills in its default).
 NUMBER = (int, float)
 SCHEMA = {
     "cell_id": str, "status": str,
     "config": {"seed": int, "device": str,
                "model": {"config": str, "batch_norm": bool, "kernels": str, "init": str, "head": str,
-                         "width": NUMBER, "num_classes": int, "image_size": int},
-               "train": {"optimizer": str, "epochs": int, "batch_size": int, "schedule": str,
-                         "weight_decay": NUMBER, "augment": bool, "?lr": NUMBER, "?scale": list},
-               "data": {"dataset": str, "image_size": int}},
+                         "width": NUMBER, "?num_classes": int, "?image_size": int},
+               "train": {"optimizer": str, "epochs": int, "?batch_size": int, "?schedule": str,
+                         "?weight_decay": NUMBER, "?augment": bool, "?lr": NUMBER, "?scale": list},
+               "data": {"dataset": str, "?image_size": int}},
     "?lr": NUMBER, "?params": int, "?trainable_params": int, "?gmacs": NUMBER, "?gflops": NUMBER,
     "?wall_s": NUMBER, "?created": str, "?versions": dict, "?start": dict,
     "?dataset": {"?sizes": dict, "?classes": int, "?source": str},
