@@ -34,8 +34,8 @@ images than classes is an error (a top-1 over it measures nothing).
 Cache: <cache_dir>/<dataset>-<size>px-<key>/ holds meta.json (classes, split sizes, the content fingerprint
 that cell ids hash (computed once, when the entry is built), mean/std of the
 train split, provenance) and per split <split>.x.u8 (raw N x 3 x H x W uint8) and <split>.y.i64.
-The key hashes the source's identity: a local directory's path and every file's size, mtime, inode and ctime,
-or a hub id@revision ("main" is decoded once and reused until the entry is deleted). Images are
+The key hashes the source's identity: a local directory's path and every file's size, mtime, inode
+and ctime, or a hub id@revision ("main" is decoded once and reused until the entry is deleted). Images are
 memory-mapped (torch.from_file), so a cache need not fit in RAM (ImageNet at 224 is ~190 GB).
 An entry is built in a temporary directory and renamed into place (os.replace) under a file lock:
 never half-written, decoded once by concurrent workers (the locks live in <cache_dir>/.locks/).
@@ -355,9 +355,10 @@ def _list_image_folder(root: Path, scratch: Path) -> Listing:
 
 def _tree_identity(root: Path) -> str:
     """The path, every folder's relative path and every file's relative path, size, mtime, inode and
-    ctime: changes when the data does. Size and mtime alone miss a file rewritten in place with other bytes of the same size and
-    its mtime restored (cp -p, rsync -a, tar x, os.utime all restore it); writing gives a file a new
-    ctime that no tool can set back, and a copy a new inode. (`--verify-data` decodes it all again.)"""
+    ctime: changes when the data does. Size and mtime alone miss a file rewritten in place with
+    other bytes of the same size and its mtime restored (cp -p, rsync -a, tar x, os.utime restore
+    it); a write gives a file a new ctime that no tool sets back, a copy a new inode.
+    (`--verify-data` decodes it all again.)"""
     h = hashlib.sha256(str(root.resolve()).encode())
     for folder, dirs, files in os.walk(root):
         dirs.sort()
@@ -664,7 +665,7 @@ def load(spec: DataSpec) -> ImageData:
     if not spec.verify_data and entry.is_dir() and damage(entry) is None and _fingerprinted(entry):
         return read_entry(entry, spec.dataset)
     lock = entry.parent / ".locks" / f"{entry.name}.lock"
-    need = ("to be checked (--verify-data)" if spec.verify_data and entry.is_dir()
+    need = ("is to be checked (--verify-data)" if spec.verify_data and entry.is_dir()
             else "has no complete entry for it" if not entry.is_dir() or damage(entry) else "needs its entry updated")
     try:
         if not writable(next(p for p in (entry.parent, *entry.parent.absolute().parents) if p.exists())):
