@@ -90,17 +90,19 @@ def hub_parquet(root: Path, image_col: str, label_col: str = "label",
 
 
 def cifar_pickles(root: Path, layout: str = "cifar-10-batches-py", per_batch: int = 12,
-                  classes: int = 4) -> tuple[Path, dict[bytes, int]]:
-    """torchvision's CIFAR pickle layout with random images; returns it and {image bytes: label}."""
+                  classes: int = 4, names: list | None = None) -> tuple[Path, dict[bytes, int]]:
+    """torchvision's CIFAR pickle layout with random images; returns it and {image bytes: label}.
+    names: the class names stored (default CLASSES[:classes]; bytes as a Python 3 re-pickle has them)."""
     rng = np.random.default_rng(0)
     d = root / layout
     d.mkdir(parents=True)
+    names = CLASSES[:classes] if names is None else names
     if layout == "cifar-10-batches-py":
         train_files, test_files, label_key = [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], "labels"
-        meta = ("batches.meta", {"label_names": CLASSES[:classes]})
+        meta = ("batches.meta", {"label_names": names})
     else:
         train_files, test_files, label_key = ["train"], ["test"], "fine_labels"
-        meta = ("meta", {"fine_label_names": CLASSES[:classes], "coarse_label_names": ["all"]})
+        meta = ("meta", {"fine_label_names": names, "coarse_label_names": ["all"]})
     truth = {}
     for name in train_files + test_files:
         x = rng.integers(0, 256, (per_batch, 3, 32, 32), dtype=np.uint8)

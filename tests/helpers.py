@@ -88,3 +88,10 @@ def killed_then_resumed(tiny, spec, ckpt, device=torch.device("cpu"), **kw):
     assert ckpt.load()["history"][-1]["epoch"] == spec.epochs - 1
     torch.manual_seed(999)
     return train(tiny_model(batch_norm=True), tiny, spec, device, seed=1, checkpoint=ckpt, **kw)
+
+
+def record_of(cell, **fields) -> dict:
+    """A minimal well-formed record of `cell` (its id, its configuration) with `fields` on top: what
+    records.read_record accepts as the cell's own (a record of another shape is set aside)."""
+    return {"cell_id": cell.id, "config": cell.config(), "ablation": cell.ablation, "case": cell.case,
+            "status": "ok", **fields}

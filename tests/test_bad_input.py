@@ -12,10 +12,11 @@ import json
 import pytest
 import torch
 
-from helpers import files_under, usage_error
-from vggbench import records, run
+from helpers import ROOT, files_under, usage_error
+from vggbench import notices, records, run, status, tables
 from vggbench.cells import cells_for
 from vggbench.options import Options
+from vggbench.report.settings import load_records
 from vggbench.run import run_cell
 from vggbench.checkpoint import Checkpoint
 from vggbench.cli import main
@@ -197,3 +198,78 @@ def test_corrupt_checkpoint_is_set_aside_and_the_cell_starts_over(tmp_path, clea
     assert resumed_from == [None]  # the damaged checkpoint was not used
     assert same(rec) == same(ref)
     assert len(list(ckpt.parent.glob(f"{ckpt.name}.*.corrupt"))) == 1 and not ckpt.exists()
+
+
+def test_record_of_another_cell_is_never_reused(tmp_path, clean):
+    """`cp runs/<D>.json runs/<A>.json`: a valid checksum, but the record is D's: set aside, one line,
+    and A's table row is not D's."""
+    cell, ref = clean
+    other = next(c for c in cells_for("batchnorm", OPTS) if c.case == "A-plain")
+    path = records.record_path(tmp_path, other.id)
+    records.write_record(records.record_path(tmp_path, cell.id), {k: v for k, v in ref.items() if k != "reused"})
+    path.write_bytes(records.record_path(tmp_path, cell.id).read_bytes())
+    with notices.collecting() as said:
+        assert tables.aggregate(tmp_path, ["batchnorm"], OPTS)["batchnorm"].case.tolist() == ["A-bn"]
+        assert said == [f"{path} is not this cell's record (it holds cell {cell.id}'s): skipped; running its cell "
+                        "again sets it aside"]
+    with notices.collecting() as said:
+        row = {"cell_id": other.id, "ablation": "batchnorm", "case": "A-plain", "seed": 0, "epochs": 2}
+        assert status.cell_state(tmp_path, row, None)["state"] == "not started" and len(said) == 1
+    with notices.collecting() as said:
+        assert run.finished_record(other, tmp_path, set_aside_corrupt=True) is None
+    aside = list(path.parent.glob(f"{path.name}.*.corrupt"))
+    assert not path.exists() and len(aside) == 1 and len(said) == 1 and "set aside as" in said[0]
+
+
+@pytest.mark.parametrize("edit,why", [
+    (lambda r: r["config"]["train"].update(epochs=99), "its configuration does not hash to its name: edited"),
+    (lambda r: r["config"]["model"].update(batch_norm=False), "its configuration does not hash to its name"),
+    (lambda r: r["config"].pop("train"), "malformed (config.train missing)"),
+    (lambda r: r.update(params="lots"), "malformed (params is str, not int)"),
+    (lambda r: r["result"].update(test=[1]), "malformed (result.test is list, not an object)"),
+])
+def test_edited_record_with_recomputed_checksum_is_set_aside(tmp_path, clean, edit, why):
+    """A record edited by hand and checksummed again with records.write_record: never reused, never
+    in a table, the report or `vggbench status`, and no traceback in any of them."""
+    cell, ref = clean
+    record = json.loads(json.dumps({k: v for k, v in ref.items() if k != "reused"}))
+    edit(record)
+    path = records.record_path(tmp_path, cell.id)
+    records.write_record(path, record)
+    with notices.collecting() as said:
+        assert tables.aggregate(tmp_path, ["batchnorm"], OPTS)["batchnorm"].empty
+        with pytest.raises(ValueError, match="no valid run records"):
+            load_records(tmp_path)
+        assert [line for line in said if why in line] == said and len(said) == 2
+    with notices.collecting() as said:
+        assert run.finished_record(cell, tmp_path, set_aside_corrupt=True) is None
+    assert not path.exists() and len(list(path.parent.glob(f"{path.name}.*.corrupt"))) == 1
+    assert len(said) == 1 and why in said[0] and "set aside as" in said[0]
+
+
+# ------------------------------------------------------------------------------ data that is not what it says
+
+def test_data_not_what_its_name_says_is_one_usage_error(tmp_path, ablations):
+    """--dataset cifar100 (and tiny-imagenet) on a CIFAR-10 copy; cifar10 on a repository; an
+    unprepared read-only cache: exit 4, one line, no traceback, no cache entry."""
+    from fixtures_data import cifar_pickles
+    from vggbench.data.sources import CIFAR10_NAMES
+
+    c10, _ = cifar_pickles(tmp_path / "c10", per_batch=20, classes=10, names=list(CIFAR10_NAMES))
+    (tmp_path / "ro-cache").mkdir()
+    (tmp_path / "ro-cache").chmod(0o555)
+    cases = [(["--dataset", "cifar100", "--data-dir", c10], "has 10 classes, but cifar100 has 100: give the cifar100 "
+                                                             "data, or --dataset imagefolder"),
+             (["--dataset", "tiny-imagenet", "--data-dir", c10], "has 10 classes, but tiny-imagenet has 200"),
+             (["--dataset", "cifar10", "--data-dir", ROOT], "ablations: a class folder without images"),
+             (["--dataset", "cifar10", "--data-dir", c10, "--cache-dir", tmp_path / "ro-cache"],
+              f"cache dir {tmp_path / 'ro-cache'} is not writable")]
+    for args, message in cases:
+        cache = [] if "--cache-dir" in args else ["--cache-dir", tmp_path / "cache"]
+        run = ablations("--collect-only", *args, *cache, results=tmp_path / "results")
+        out = run.stdout + run.stderr
+        assert run.returncode == 4 and len([line for line in out.splitlines() if message in line]) == 1, out
+        assert "Traceback" not in out
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.name != ".locks"]
+    assert not (tmp_path / "results").exists() and not list((tmp_path / "ro-cache").iterdir())
+    (tmp_path / "ro-cache").chmod(0o755)

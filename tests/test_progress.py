@@ -11,7 +11,7 @@ import pytest
 from filelock import FileLock
 from submitit.helpers import DelayedSubmission
 
-from helpers import scalars
+from helpers import record_of, scalars
 from vggbench import progress, records, status
 from vggbench.cells import cells_for
 from vggbench.cli import main
@@ -104,10 +104,11 @@ def test_status_lists_each_state(tmp_path, tiny_cell, capsys):
     done, reused, failed, running, interrupted, fresh = cells
     status.save_selection(tmp_path, cells)
     rec = {"status": "ok", "result": {"epochs_run": 2, "test": {"top1": 31.5}}}
-    records.write_record(records.record_path(tmp_path, done.id), {**rec, "created": progress.now()})
-    records.write_record(records.record_path(tmp_path, reused.id), {**rec, "created": "2020-01-01T00:00:00+00:00"})
-    records.write_record(records.record_path(tmp_path, failed.id), {
-        "status": "error", "error": {"type": "RuntimeError", "message": "CUDA error: an illegal memory access\nmore"}})
+    records.write_record(records.record_path(tmp_path, done.id), record_of(done, **rec, created=progress.now()))
+    records.write_record(records.record_path(tmp_path, reused.id),
+                         record_of(reused, **rec, created="2020-01-01T00:00:00+00:00"))
+    records.write_record(records.record_path(tmp_path, failed.id), record_of(failed,
+        status="error", error={"type": "RuntimeError", "message": "CUDA error: an illegal memory access\nmore"}))
     lock = records.lock_path(tmp_path, running.id)
     lock.parent.mkdir(parents=True)
     progress.write_heartbeat(tmp_path, running, {**rows(1)[0], "epochs": 2})

@@ -160,3 +160,25 @@ def test_data_is_cached_large_enough_for_the_largest_scale_but_never_above_its_o
     # smoke's synthetic glyphs are drawn at any size: one copy at S = 512 -> 73 pixels for every scale case
     assert {c.data.image_size for c in scale} == {73} and all(c.model.image_size == 32 for c in scale)
     assert {c.data.image_size for c in cells_for("depth", OPTS)} == {32}
+
+
+def test_the_scale_copy_is_built_only_for_cells_whose_id_is_needed(tmp_path, monkeypatch):
+    """`--case depth:A` (or --collect-only) collects the scale ablation's cells too: its larger copy
+    (73 px here, 512 under --profile imagenet) is built only when a scale cell's id is first asked
+    for (a selected cell runs, or its table is written), never by collecting."""
+    from fixtures_data import image_folder
+    from vggbench.data import registry, sources
+
+    root = image_folder(tmp_path / "flowers", per_class=10, classes=3)
+    opts = Options(dataset="imagefolder", data_dir=str(root), cache_dir=str(tmp_path / "cache"), epochs=1)
+    built, real_build = [], sources._build
+    monkeypatch.setattr(sources, "_build", lambda spec, *a: (built.append(spec.image_size), real_build(spec, *a)))
+    registry._load_data.cache_clear()
+    cells = cells_for("scale", opts) + cells_for("depth", opts)
+    assert built == [32]
+    ids = {c.id for c in cells}  # what running a scale cell asks first
+    assert built == [32, 73] and len(ids) == len(cells)
+    # the id is the one the larger copy's content gives
+    s = next(c for c in cells if c.train.scale is not None)
+    large = registry.load_data(s.data)
+    assert s.config()["data"] == s.data.replace(fingerprint=large.fingerprint).identity()

@@ -28,7 +28,7 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
 def test_record_round_trip_and_checksum(tmp_path):
     path = tmp_path / "runs" / "x.json"
     written = records.write_record(path, {"a": 1, "b": [1.5, "x"]})
-    assert records.read_record(path) == written
+    assert records.read_record(path, check=False) == written  # not a cell's record: the checksum only
     data = json.loads(path.read_text())
     data["a"] = 2  # tampered or half-edited: not trusted
     path.write_text(json.dumps(data))

@@ -512,3 +512,15 @@ def test_tables_3_to_5_set_our_test_methods_beside_the_papers_and_claims_pair_tw
     judged = judge_claims(s, [c for c in ref["claims"] if c["id"] == "eval-combined-vs-dense-D"]).iloc[0]
     assert judged.comparison == "D-S256-512: dense + multi-crop − multi-scale dense"
     assert judged.effect == pytest.approx(2.0) and judged.n == SEEDS and judged.verdict == "reproduced"
+
+
+def test_a_smoke_setting_on_an_image_folder_is_not_called_synthetic_glyphs():
+    from vggbench.report.sections import section_setting
+
+    rec = make_record(cells_for("depth", Options())[0])
+    rec["config"]["data"]["dataset"] = "imagefolder"
+    rec["provenance"] = {"profile": "smoke"}
+    [s] = group_settings([rec])
+    text = "\n".join(b.text for b in section_setting(s, budget.judge(s)) if b.text)
+    assert "glyphs" not in text and "imagefolder at 32px, a narrow network" in text
+    assert "profile: **smoke** (stored with the records): its settings on imagefolder instead of synthetic" in text

@@ -125,15 +125,15 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
     reads = 0
     while any(p.is_alive() for p in procs):  # read while they write: never a torn record
         for f in records.runs_dir(tmp_path).glob("*.json"):
-            assert records.read_record(f) is not None, f
+            assert records.read_record(f, check=False) is not None, f
             reads += 1
     for p in procs:
         p.join()
         assert p.exitcode == 0
     names = sorted(f.stem for f in records.runs_dir(tmp_path).glob("*.json"))
     assert names == sorted([f"{w}-{i:04d}" for w in "ab" for i in range(n)] + ["shared"])
-    assert all(records.read_record(records.record_path(tmp_path, s))["i"] == int(s[2:]) for s in names if s != "shared")
-    assert records.read_record(records.record_path(tmp_path, "shared"))["i"] == n - 1
+    assert all(records.read_record(records.record_path(tmp_path, s), check=False)["i"] == int(s[2:]) for s in names if s != "shared")
+    assert records.read_record(records.record_path(tmp_path, "shared"), check=False)["i"] == n - 1
     assert sorted(p.name for p in records.runs_dir(tmp_path).iterdir()) == [f"{s}.json" for s in names]
     assert reads > 0
 

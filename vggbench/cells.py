@@ -6,6 +6,7 @@ cell is run.py's job.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 
 import torch
@@ -62,7 +63,7 @@ class Cell:
     def config(self) -> dict:
         """The complete configuration: everything that can change the result (hashed)."""
         config = {"model": dataclasses.asdict(self.model), "train": dataclasses.asdict(self.train),
-                  "data": self.data.identity(), "seed": self.seed, "device": self.device_kind}
+                  "data": self.data_identity(), "seed": self.seed, "device": self.device_kind}
         if config["device"] == "cpu":
             config["cpu_threads"] = self.threads  # CPU float results depend on it
         else:  # throughput depends on the GPU model: a record from another model is not this cell's
@@ -80,6 +81,15 @@ class Cell:
         if self.role != "final":
             config["role"] = self.role  # a tuning cell: never counted as a seed of its case
         return config
+
+    def data_identity(self) -> dict:
+        """The data's identity (DataSpec.identity). The copy cached for a training scale (_cached_for)
+        is fingerprinted here, when the cell's id is first needed: built only for cells that run, not
+        for every collected one (`--case depth:A`, --collect-only, -k depth build no scale copy)."""
+        if self.data.fingerprint is None and self.train.scale is not None:
+            d = self.data
+            return d.replace(fingerprint=_fingerprint(d, d.data_dir, d.cache_dir, d.skip_bad)).identity()
+        return self.data.identity()
 
     @property
     def threads(self) -> int:
@@ -237,13 +247,16 @@ def check_runnable(options: Options, cases=()) -> None:
 
 
 def _cached_for(data: DataSpec, largest: int) -> DataSpec:
-    """The data cached large enough for crops at a rescaled side up to `largest` (sources.cache_size),
-    its fingerprint that of the larger copy."""
+    """The data cached large enough for crops at a rescaled side up to `largest` (sources.cache_size);
+    the larger copy is not built here: its fingerprint is taken when a cell's id is (Cell.data_identity)."""
     size = max(data.image_size, cache_size(data.dataset, largest))
-    if size == data.image_size:
-        return data
-    data = data.replace(image_size=size, fingerprint=None)
-    return data.replace(fingerprint=fingerprint(data))
+    return data if size == data.image_size else data.replace(image_size=size, fingerprint=None)
+
+
+@functools.lru_cache(maxsize=None)
+def _fingerprint(data: DataSpec, *where) -> str:
+    """The content fingerprint of a spec's data (where: the fields outside its equality), once per process."""
+    return fingerprint(data)
 
 
 def tuned(ablation: Ablation, profile: Profile, options: Options) -> bool:

@@ -63,7 +63,7 @@ def cmd_data_prepare(args) -> int:
     from .data.sources import native_size
 
     spec = DataSpec(args.name, args.image_size or native_size(args.name), data_dir=args.data_dir,
-                    cache_dir=args.cache_dir, skip_bad=args.skip_bad)
+                    cache_dir=args.cache_dir, skip_bad=args.skip_bad, verify_data=args.verify_data)
     t0 = time.perf_counter()
     data = load_data(spec)
     seconds = time.perf_counter() - t0
@@ -223,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     da = sub.add_parser("data", help="datasets: decode once into the cache").add_subparsers(dest="action", required=True)
     dp = da.add_parser("prepare", help="decode a dataset into the cache (again only if its source changed)")
     dp.add_argument("name", choices=sorted(DATASETS))
-    add_to_argparse(dp, Options, ["data_dir", "cache_dir", "skip_bad", "image_size"])
+    add_to_argparse(dp, Options, ["data_dir", "cache_dir", "skip_bad", "verify_data", "image_size"])
     dp.set_defaults(func=cmd_data_prepare)
 
     be = sub.add_parser("bench", help="benchmarks: the input pipeline, model throughput").add_subparsers(

@@ -155,6 +155,8 @@ class Options:
                                   "or a hub id owner/name[@revision]")
     cache_dir: str | None = option("where decoded datasets are cached (default $VGGBENCH_CACHE or ~/.cache/vggbench)")
     skip_bad: bool = option("skip undecodable images (counted) instead of failing", False, flag=True)
+    verify_data: bool = option("decode the data again and compare it with its cache entry (a changed entry is "
+                               "replaced, one line says so): for data rewritten in place", False, flag=True)
     tune: str | None = option("tune each case's learning rate before the comparison: lr (a log grid around its rate, "
                               "chosen by validation top-1; see vggbench/tuning.py)", None, choices=["lr"],
                               pytest_only=True)

@@ -8,6 +8,12 @@ a record that fails it is set aside when its cell is about to run (renamed
 <cell>.json.<time>-<random>.corrupt, one line says so) and the cell runs again. Reading commands
 (report, collect) only skip it, with one line, and rename nothing.
 
+A valid checksum proves only that the file was written by `write_record`, not that it is the
+cell's: a record is trusted only when its stored id equals its file name, its stored configuration
+hashes to that id (a record copied under another cell's name, or edited and checksummed again, is
+neither) and it has the fields and types its readers use (SCHEMA). Otherwise it is treated like a
+corrupt one.
+
 A record's "provenance" (outside the hash) says how it was made: the profile, the options the user
 gave, the data source, whether it resumed, attempts and wall time over all attempts, the package
 version and commit. Read it with `provenance(record)`.
@@ -64,14 +70,74 @@ def _umask() -> int:
     return mask
 
 
-def set_aside(path: str | os.PathLike, what: str) -> Path:
+def set_aside(path: str | os.PathLike, what: str, why: str = "corrupt (checksum fails)") -> Path:
     """Rename a damaged file to a name of its own (<name>.<time>-<random>.corrupt: a later damaged
     copy never overwrites it) and say so in one line."""
     path = Path(path)
     aside = path.with_name(f"{path.name}.{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}.corrupt")
     os.replace(path, aside)
-    notice(f"{path} is corrupt (checksum fails): set aside as {aside.name}; {what}")
+    notice(f"{path} is {why}: set aside as {aside.name}; {what}")
     return aside
+
+
+# What the readers of a record (tables, status, tuning, the report) rely on: key -> type, or a dict
+# of the same for a nested object. A key with a leading "?" may be absent or null (a spec field
+# added since a record was written: the report fills in its default).
+NUMBER = (int, float)
+SCHEMA = {
+    "cell_id": str, "status": str,
+    "config": {"seed": int, "device": str,
+               "model": {"config": str, "batch_norm": bool, "kernels": str, "init": str, "head": str,
+                         "width": NUMBER, "?num_classes": int, "?image_size": int},
+               "train": {"optimizer": str, "epochs": int, "?batch_size": int, "?schedule": str,
+                         "?weight_decay": NUMBER, "?augment": bool, "?lr": NUMBER, "?scale": list},
+               "data": {"dataset": str, "?image_size": int}},
+    "?lr": NUMBER, "?params": int, "?trainable_params": int, "?gmacs": NUMBER, "?gflops": NUMBER,
+    "?wall_s": NUMBER, "?created": str, "?versions": dict, "?start": dict,
+    "?dataset": {"?sizes": dict, "?classes": int, "?source": str},
+    "?provenance": {"?profile": str, "?overrides": dict, "?attempts": int, "?wall_s_total": NUMBER},
+    "?throughput": {"?train": dict, "?infer": dict, "?train_gflop_per_s": NUMBER, "?ceiling_fraction": NUMBER},
+    "?tuning": {"?grid": list, "?chosen_lr": NUMBER, "?cells": list},
+    "?error": {"?type": str, "?message": str, "?traceback": str},
+    "?result": {"?epochs_run": int, "?best_val_top1": NUMBER, "?history": list, "?evaluation": dict,
+                "?test": {"?top1": NUMBER, "?top5": NUMBER, "?loss": NUMBER}},
+}
+
+
+def schema_errors(value, schema=SCHEMA, where: str = "") -> list[str]:
+    """How `value` departs from `schema` (SCHEMA's form), e.g. ["config.train missing",
+    "params is str, not int"]; empty if it conforms."""
+    if not isinstance(schema, dict):
+        types = schema if isinstance(schema, tuple) else (schema,)
+        if isinstance(value, types) and not (isinstance(value, bool) and bool not in types):
+            return []
+        return [f"{where} is {type(value).__name__}, not {' or '.join(t.__name__ for t in types)}"]
+    if not isinstance(value, dict):
+        return [f"{where or 'the record'} is {type(value).__name__}, not an object"]
+    out = []
+    for key, sub in schema.items():
+        name, optional = key.lstrip("?"), key.startswith("?")
+        path = f"{where}.{name}" if where else name
+        if value.get(name) is None:
+            if not optional:
+                out.append(f"{path} missing")
+            continue
+        out += schema_errors(value[name], sub, path)
+    return out
+
+
+def mismatch(path: str | os.PathLike, record: dict) -> str | None:
+    """Why a checksummed record at `path` is not the record of the cell its file name says, in
+    words (malformed, another cell's, or edited); None if it is."""
+    errors = schema_errors(record)
+    if errors:
+        return f"malformed ({'; '.join(errors[:3])})"
+    name = Path(path).name.removesuffix(".json")
+    if record["cell_id"] != name:
+        return f"not this cell's record (it holds cell {record['cell_id']}'s)"
+    if digest(record["config"])[:16] != name:
+        return "not this cell's record (its configuration does not hash to its name: edited)"
+    return None
 
 
 def write_record(path: str | os.PathLike, record: dict) -> dict:
@@ -81,29 +147,33 @@ def write_record(path: str | os.PathLike, record: dict) -> dict:
     return record
 
 
-def read_record(path: str | os.PathLike, set_aside_corrupt: bool = False) -> dict | None:
-    """The record at path; None if absent or corrupt (bad JSON or checksum): never trusted. With
-    set_aside_corrupt (a cell about to run again) a corrupt one is set aside (`set_aside`); else it
-    is left in place and one line says it was skipped (reading commands rename nothing)."""
+def read_record(path: str | os.PathLike, set_aside_corrupt: bool = False, check: bool = True) -> dict | None:
+    """The record at path; None if absent, corrupt (bad JSON or checksum) or not the cell's its
+    name says (`mismatch`; check=False skips that, for JSON files written by write_record that are
+    not cell records): never trusted. With set_aside_corrupt (a cell about to run again) a bad one
+    is set aside (`set_aside`); else it is left in place and one line says it was skipped (reading
+    commands rename nothing)."""
     path = Path(path)
+    why = "corrupt (checksum fails)"
     try:
         record = json.loads(path.read_text())
-        ok = isinstance(record, dict) and record.get("checksum") == digest(
-            {k: v for k, v in record.items() if k != "checksum"})
+        if isinstance(record, dict) and record.get("checksum") == digest(
+                {k: v for k, v in record.items() if k != "checksum"}):
+            why = mismatch(path, record) if check else None
     except FileNotFoundError:
         return None
     except (OSError, ValueError):
-        ok = False
-    if not ok:
-        if not set_aside_corrupt:
-            notice(f"{path} is corrupt (checksum fails): skipped; running its cell again sets it aside")
-            return None
-        try:
-            set_aside(path, "its cell runs again")
-        except FileNotFoundError:
-            pass
+        pass
+    if why is None:
+        return record
+    if not set_aside_corrupt:
+        notice(f"{path} is {why}: skipped; running its cell again sets it aside")
         return None
-    return record
+    try:
+        set_aside(path, "its cell runs again", why)
+    except FileNotFoundError:
+        pass
+    return None
 
 
 def provenance(record: dict) -> dict:

@@ -21,6 +21,7 @@ import pandas as pd
 
 from . import records, tuning
 from .cells import cells_for
+from .data.sources import writable
 from .options import Options
 from .grid import ABLATIONS
 
@@ -40,16 +41,9 @@ def check_writable(folder: str | os.PathLike, what: str, advice: str) -> Path:
     existing = next(p for p in (path, *path.absolute().parents) if p.exists())
     if not existing.is_dir():
         raise ValueError(f"{what} {path}: {existing} is a file, not a folder; {advice}")
-    if not _writable(existing):
+    if not writable(existing):
         raise ValueError(f"{what} {path}: {existing} is read-only; {advice}")
     return path
-
-
-def _writable(folder: Path) -> bool:
-    if not os.access(folder, os.W_OK | os.X_OK) or os.statvfs(folder).f_flag & os.ST_RDONLY:
-        return False
-    # root may write anywhere; a folder someone made read-only (chmod a-w) is still left alone
-    return os.geteuid() != 0 or bool(folder.stat().st_mode & 0o222)
 
 
 def aggregate(results_dir: str | os.PathLike, ablations, opts: Options) -> dict[str, pd.DataFrame]:

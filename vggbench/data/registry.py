@@ -56,8 +56,8 @@ def resident_bytes(spec: DataSpec) -> int:
 
 def load_data(spec: DataSpec) -> ImageData:
     """The decoded dataset for a spec (memoised per process: cells of one session share it)."""
-    # data_dir / cache_dir / skip_bad are not part of a spec's equality: key the memo on them too.
-    return _load_data(spec, spec.data_dir, spec.cache_dir, spec.skip_bad)
+    # data_dir / cache_dir / skip_bad / verify_data are not part of a spec's equality: key the memo on them too.
+    return _load_data(spec, spec.data_dir, spec.cache_dir, spec.skip_bad, spec.verify_data)
 
 
 def fingerprint(spec: DataSpec) -> str:

@@ -1,6 +1,9 @@
 """Real datasets: CIFAR-10/100, Tiny ImageNet, ImageNet and any image folder, decoded once into an
 on-disk cache of uint8 tensors that a later run maps in well under a second.
 
+Long because every layout below ends in the same Listing and the same cache entry: each reader is a
+short function, and reading one layout means reading the decoding and the cache beside it.
+
 Where the images come from (`--data-dir`, else the dataset's hub id in KNOWN):
   hub id            owner/name[@revision], read with datasets.load_dataset (the Hugging Face cache)
   parquet directory the hub's layout on disk (e.g. plain_text/train-00000-of-00001.parquet), read
@@ -25,23 +28,25 @@ Splits, fixed seeds (model selection uses val only; test is reported, never tune
   train + val           (Tiny ImageNet, ImageNet: test labels are not public) val is divided
                         stratified 8:2 into val and test
   train only            test = a stratified 1/10 of train, then val as for train + test
+A carved split has at least one image per class where the source has enough; a split with fewer
+images than classes is an error (a top-1 over it measures nothing).
 
 Cache: <cache_dir>/<dataset>-<size>px-<key>/ holds meta.json (classes, split sizes, the content fingerprint
 that cell ids hash (computed once, when the entry is built), mean/std of the
 train split, provenance) and per split <split>.x.u8 (raw N x 3 x H x W uint8) and <split>.y.i64.
-The key hashes the source's identity: a local directory's path and every file's size and mtime,
-or a hub id@revision ("main" is decoded once and reused until the entry is deleted). Images are
+The key hashes the source's identity: a local directory's path and every file's size, mtime, inode
+and ctime, or a hub id@revision ("main" is decoded once and reused until the entry is deleted). Images are
 memory-mapped (torch.from_file), so a cache need not fit in RAM (ImageNet at 224 is ~190 GB).
 An entry is built in a temporary directory and renamed into place (os.replace) under a file lock:
-never half-written, decoded once by concurrent workers. cache_dir defaults to $VGGBENCH_CACHE,
-else ~/.cache/vggbench.
-
-Long because every layout above ends in the same Listing and the same cache entry: each reader is a
-short function, and reading one layout means reading the decoding and the cache beside it.
+never half-written, decoded once by concurrent workers (the locks live in <cache_dir>/.locks/).
+A complete entry is read without a lock, so a cache shared read-only serves; a damaged one (a split
+file of another size than meta.json says) is set aside and decoded again; `--verify-data` decodes
+the source again and compares. cache_dir defaults to $VGGBENCH_CACHE, else ~/.cache/vggbench.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import io
@@ -50,7 +55,9 @@ import os
 import pickle
 import re
 import shutil
+import secrets
 import socket
+import time
 import urllib.request
 import warnings
 from dataclasses import dataclass
@@ -63,7 +70,7 @@ import torch
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from ..notices import locked
+from ..notices import locked, notice
 from .spec import DataError, DataSpec, ImageData, channel_stats, content_digest, split_off
 
 FORMAT = 1  # bump when the cache layout or the decoding changes: old entries are then ignored
@@ -75,10 +82,12 @@ class Known:
     image_size: int           # the dataset's own size (`vggbench data prepare` default)
     num_classes: int | None   # a copy with another count is another dataset (None: any)
     originals: int | None = None  # every original image has this size (None: they vary, usually larger)
+    names: tuple[str, ...] | None = None  # its class names, in order, where its sources all agree on them
 
 
+CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 KNOWN = {
-    "cifar10": Known("uoft-cs/cifar10", 32, 10, 32),
+    "cifar10": Known("uoft-cs/cifar10", 32, 10, 32, CIFAR10_NAMES),
     "cifar100": Known("uoft-cs/cifar100", 32, 100, 32),
     "tiny-imagenet": Known("zh-plus/tiny-imagenet", 64, 200, 64),
     "imagenet": Known("ILSVRC/imagenet-1k", 224, 1000),  # gated on the hub: accept its terms, log in
@@ -155,7 +164,17 @@ def _file_split(pairs: list[tuple[Path, int]]) -> Split:
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                  and not _hidden(p.relative_to(folder)))
+
+
+def _hidden(path: Path) -> bool:
+    """.git/, .ipynb_checkpoints/, ._photo.jpg (macOS): never a class, never an image."""
+    return any(part.startswith(".") for part in path.parts)
+
+
+def _folders(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not _hidden(Path(p.name)))
 
 
 # ------------------------------------------------------------------------------ Hugging Face: hub ids, parquet dirs
@@ -265,17 +284,28 @@ def _unpickle(path: Path) -> dict:
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
 
+def _pickled(root: Path, file: str, key: str):
+    """One key of a CIFAR pickle, or a DataError naming the file and the keys it has."""
+    obj = _unpickle(root / file)
+    if key not in obj:
+        raise DataError(f"{root / file}: no {key!r} key (it has {', '.join(map(str, obj)) or 'none'}): not a "
+                        "CIFAR pickle of this layout; extract the archive again")
+    return obj[key]
+
+
 def _list_cifar_pickles(layout: str, root: Path, scratch: Path) -> Listing:
     train_files, test_files, label_key, meta_file, names_key = CIFAR_PICKLES[layout]
     splits = {}
     for split, files in (("train", train_files), ("test", test_files)):
-        parts = [(f, _unpickle(root / f)) for f in files]
+        parts = [(f, _pickled(root, f, "data"), _pickled(root, f, label_key)) for f in files]
         # Rows are 3072 bytes: the R, G and B planes of a 32 x 32 image.
-        x = np.concatenate([np.asarray(p["data"], dtype=np.uint8) for _, p in parts]).reshape(-1, 3, 32, 32)
-        names = [f"{f} row {i}" for f, p in parts for i in range(len(p[label_key]))]
-        labels = torch.tensor([y for _, p in parts for y in p[label_key]], dtype=torch.int64)
+        x = np.concatenate([np.asarray(d, dtype=np.uint8) for _, d, _ in parts]).reshape(-1, 3, 32, 32)
+        names = [f"{f} row {i}" for f, _, y in parts for i in range(len(y))]
+        labels = torch.tensor([v for _, _, y in parts for v in y], dtype=torch.int64)
         splits[split] = Split(labels, functools.partial(_indexed_rows, names, x.transpose(0, 2, 3, 1)))
-    return Listing(list(_unpickle(root / meta_file)[names_key]), splits)
+    # A Python 3 re-pickle keeps the names as bytes (the originals, Python 2 str, load as str).
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in _pickled(root, meta_file, names_key)]
+    return Listing(names, splits)
 
 
 # ------------------------------------------------------------------------------ tiny-imagenet-200, image folders
@@ -297,20 +327,24 @@ def _list_tiny_imagenet(root: Path, scratch: Path) -> Listing:
 
 
 def _list_image_folder(root: Path, scratch: Path) -> Listing:
-    tops = [p for p in root.iterdir() if p.is_dir()]
+    tops = _folders(root)
     split_dirs = ({SPLIT_NAMES[p.name]: p for p in tops}
                   if (root / "train").is_dir() and all(p.name in SPLIT_NAMES for p in tops) else {"train": root})
-    classes = sorted(p.name for p in split_dirs["train"].iterdir() if p.is_dir())
+    classes = [p.name for p in _folders(split_dirs["train"])]
     if not classes:
         raise DataError(f"{root}: no class folders: expected root/<class>/<image> or root/train/<class>/<image>")
     index = {c: i for i, c in enumerate(classes)}
     splits = {}
     for split, folder in split_dirs.items():
         pairs = []
-        for class_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+        for class_dir in _folders(folder):
             if class_dir.name not in index:
                 raise DataError(f"{class_dir}: class {class_dir.name!r} has no train folder: add it or remove it")
-            pairs += [(p, index[class_dir.name]) for p in _images_in(class_dir)]
+            images = _images_in(class_dir)
+            if not images:
+                raise DataError(f"{class_dir}: a class folder without images ({', '.join(sorted(IMAGE_SUFFIXES))}): "
+                                "add its images or remove it")
+            pairs += [(p, index[class_dir.name]) for p in images]
         if not pairs:
             raise DataError(f"{folder}: no images in <class>/ folders ({', '.join(sorted(IMAGE_SUFFIXES))})")
         splits[split] = _file_split(pairs)
@@ -320,14 +354,20 @@ def _list_image_folder(root: Path, scratch: Path) -> Listing:
 # ------------------------------------------------------------------------------ choosing the source
 
 def _tree_identity(root: Path) -> str:
-    """The path and every file's relative path, size and mtime: changes when the data does."""
+    """The path, every folder's relative path and every file's relative path, size, mtime, inode and
+    ctime: changes when the data does. Size and mtime alone miss a file rewritten in place with
+    other bytes of the same size and its mtime restored (cp -p, rsync -a, tar x, os.utime restore
+    it); a write gives a file a new ctime that no tool sets back, a copy a new inode.
+    (`--verify-data` decodes it all again.)"""
     h = hashlib.sha256(str(root.resolve()).encode())
     for folder, dirs, files in os.walk(root):
         dirs.sort()
+        h.update("".join(f"{os.path.relpath(os.path.join(folder, d), root)}/\n" for d in dirs).encode())  # an empty class
         for name in sorted(files):
             path = os.path.join(folder, name)
             st = os.stat(path)
-            h.update(f"{os.path.relpath(path, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            h.update(f"{os.path.relpath(path, root)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0"
+                     f"{st.st_ctime_ns}\n".encode())
     return h.hexdigest()
 
 
@@ -384,15 +424,20 @@ def plan_splits(listing: Listing) -> tuple[dict[str, tuple[Split, torch.Tensor]]
         rows[frm], rows[to] = (split, idx[kept]), (split, idx[taken])
         notes.append(f"{to}: {len(taken)} of the {len(idx)} {frm} images (stratified, seed {seed})")
 
+    n = len(listing.classes)  # a carved split gets at least one image per class where there are enough
     if "val" not in rows and "test" not in rows:
-        carve("train", "test", len(rows["train"][1]) // 10, SPLIT_SEED + 1)
+        carve("train", "test", max(n, len(rows["train"][1]) // 10), SPLIT_SEED + 1)
     if "test" not in rows:  # the labelled val is all there is to test on: divide it 8:2
-        carve("val", "test", round(TEST_SHARE_OF_VAL * len(rows["val"][1])), SPLIT_SEED + 2)
+        carve("val", "test", max(n, round(TEST_SHARE_OF_VAL * len(rows["val"][1]))), SPLIT_SEED + 2)
     if "val" not in rows:
-        carve("train", "val", min(VAL_FROM_TRAIN, len(rows["train"][1]) // 10), SPLIT_SEED + 3)
+        carve("train", "val", max(n, min(VAL_FROM_TRAIN, len(rows["train"][1]) // 10)), SPLIT_SEED + 3)
     empty = [k for k, (_, idx) in rows.items() if len(idx) == 0]
     if empty:
         raise DataError(f"too few images: the {' and '.join(empty)} split would be empty")
+    few = [f"{k} {len(idx)}" for k, (_, idx) in rows.items() if len(idx) < n]
+    if few:  # a top-1 over fewer images than classes measures nothing (and an empty class is never tested)
+        raise DataError(f"too few images for {n} classes: {', '.join(few)} (at least one per class in each split); "
+                        "add images, or check that the folder holds the dataset")
     return {k: rows[k] for k in ("train", "val", "test")}, notes
 
 
@@ -440,15 +485,39 @@ def _check_bad(bad: list[tuple[str, str]], total: int, spec: DataSpec, origin: s
     warnings.warn(f"{what}: skipped (--skip-bad)", stacklevel=2)
 
 
+def check_named(dataset: str, classes: list[str], origin: str, image_size: int | None = None,
+                named: bool = True) -> None:
+    """A named dataset's data looks like it: its class count, its class names where known, and the
+    size of its originals where they all have one (image_size: an original's, where known). A
+    CIFAR-10 copy is not "cifar100", and a folder of anything is not "cifar10"."""
+    known = KNOWN.get(dataset)
+    if known is None or known.num_classes is None:
+        return
+    fix = f"give the {dataset} data, or --dataset imagefolder (any labelled images)"
+    if len(classes) != known.num_classes:
+        raise DataError(f"{origin} has {len(classes)} classes, but {dataset} has {known.num_classes}: {fix}")
+    if named and known.names is not None and [c.lower() for c in classes] != list(known.names):
+        raise DataError(f"{origin}'s classes ({', '.join(classes[:4])}, ...) are not {dataset}'s "
+                        f"({', '.join(known.names[:4])}, ...): {fix}")
+    if image_size is not None and known.originals is not None and image_size != known.originals:
+        raise DataError(f"{origin} has {image_size}px images, but {dataset}'s are {known.originals}px: {fix}")
+
+
+def _original_size(split: Split) -> int | None:
+    """The longer side of a split's first image (None if it cannot be read: decoding says why)."""
+    try:
+        with _open(next(split.rows([0]))[1]) as img:
+            return max(img.size)
+    except (OSError, ValueError, SyntaxError, StopIteration):
+        return None
+
+
 def check_labels(listing: Listing, spec: DataSpec, origin: str) -> None:
-    """Labels inside the class names. Data without class names (numbered from its labels) is never
-    taken for a known dataset of another class count: 100 numbered classes are not "cifar10"."""
+    """Labels inside the class names; a named dataset's classes and image size its own (check_named)."""
     n = len(listing.classes)
-    expected = KNOWN[spec.dataset].num_classes if spec.dataset in KNOWN else None
-    if not listing.named and expected is not None and n != expected:
-        raise DataError(f"{origin} has no class names and its labels make {n} classes, but {spec.dataset} has "
-                        f"{expected}: give the {spec.dataset} data, or --dataset imagefolder (classes numbered "
-                        "from the labels)")
+    train = listing.splits.get("train")
+    check_named(spec.dataset, listing.classes, origin, _original_size(train) if train is not None and len(train.labels)
+                else None, listing.named)
     for name, split in listing.splits.items():
         bad = torch.nonzero((split.labels < 0) | (split.labels >= n)).flatten()
         if len(bad):
@@ -498,6 +567,14 @@ def _tensors(entry: Path, split: str, n: int, size: int) -> tuple[torch.Tensor, 
     return x.view(n, 3, size, size), y
 
 
+def writable(folder: Path) -> bool:
+    """Whether one can write in an existing folder (a read-only mount, chmod a-w: not)."""
+    if not os.access(folder, os.W_OK | os.X_OK) or os.statvfs(folder).f_flag & os.ST_RDONLY:
+        return False
+    # root may write anywhere; a folder someone made read-only (chmod a-w) is still left alone
+    return os.geteuid() != 0 or bool(folder.stat().st_mode & 0o222)
+
+
 def cache_entry(spec: DataSpec, source: Source) -> Path:
     key = json.dumps({"format": FORMAT, "dataset": spec.dataset, "image_size": spec.image_size,
                       "skip_bad": spec.skip_bad, "source": source.identity}, sort_keys=True)
@@ -520,6 +597,44 @@ def _add_fingerprint(entry: Path) -> None:
     os.replace(tmp, entry / "meta.json")
 
 
+def damage(entry: Path) -> str | None:
+    """What is wrong with a cache entry in place, in words; None if it is complete: its meta.json
+    readable and every split file of the size meta.json says (not truncated by a copy or a full
+    disk). The content itself is checked by --verify-data (it decodes the source again)."""
+    try:
+        meta = json.loads((entry / "meta.json").read_text())
+        side = meta["image_size"]
+        for split, n in meta["sizes"].items():
+            for file, expected in ((f"{split}.x.u8", n * 3 * side * side), (f"{split}.y.i64", n * 8)):
+                size = (entry / file).stat().st_size
+                if size != expected:
+                    return f"{file} has {size:,} bytes, not {expected:,}"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        return f"meta.json or a split unreadable: {type(err).__name__}: {err}"
+    return None
+
+
+def _set_aside(entry: Path, why: str, then: str) -> None:
+    aside = entry.with_name(f"{entry.name}.{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}.corrupt")
+    os.replace(entry, aside)
+    notice(f"cache entry {entry} {why}: set aside as {aside.name} (delete it when done); {then}")
+
+
+def _verify(spec: DataSpec, source: Source, entry: Path) -> None:
+    """--verify-data: decode the source again and compare the content fingerprint with the entry's;
+    a changed one replaces the entry (the old one set aside), one line either way."""
+    fresh = entry.with_name(f"{entry.name}.verify-{os.getpid()}")
+    shutil.rmtree(fresh, ignore_errors=True)
+    _build(spec, source, fresh)
+    old, new = (json.loads((e / "meta.json").read_text()).get("fingerprint") for e in (entry, fresh))
+    if old == new:
+        shutil.rmtree(fresh)
+        notice(f"--verify-data: {source.origin} decodes to the images cached in {entry}")
+        return
+    _set_aside(entry, "holds other images than its source now", "the source decoded again is cached in its place")
+    os.replace(fresh, entry)
+
+
 def read_entry(entry: Path, name: str) -> ImageData:
     meta = json.loads((entry / "meta.json").read_text())
     splits = {k: _tensors(entry, k, n, meta["image_size"]) for k, n in meta["sizes"].items()}
@@ -527,18 +642,46 @@ def read_entry(entry: Path, name: str) -> ImageData:
     given = ", ".join(f"{k} {n}" for k, n in meta["source_sizes"].items())
     source = (f"{meta['origin']} ({'; '.join([given, *meta['splits']])}), cached in {entry}"
               + (f", {skipped} undecodable images skipped" if skipped else ""))
+    check_named(name, meta["classes"], meta["origin"])  # an entry cached before names were checked
     return ImageData(name, meta["classes"], *splits["train"], *splits["val"], *splits["test"],
                      mean=tuple(meta["mean"]), std=tuple(meta["std"]), source=source, origin=meta["origin"],
                      fingerprint=meta["fingerprint"])
 
 
+def _fingerprinted(entry: Path) -> bool:
+    try:
+        return "fingerprint" in json.loads((entry / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+
+
 def load(spec: DataSpec) -> ImageData:
-    """The spec's dataset from its cache entry, decoding it first if there is none (once: file lock)."""
+    """The spec's dataset from its cache entry, decoding it first if there is none (once: file lock).
+
+    A complete entry is read without a lock (nothing is written: a cache shared read-only serves);
+    a damaged one (`damage`) is set aside and decoded again. Locks live in <cache>/.locks/."""
     source = resolve(spec)
     entry = cache_entry(spec, source)
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    with locked(f"{entry}.lock", f"the decoding of {source.origin}"):
-        if not (entry / "meta.json").is_file():
+    if not spec.verify_data and entry.is_dir() and damage(entry) is None and _fingerprinted(entry):
+        return read_entry(entry, spec.dataset)
+    lock = entry.parent / ".locks" / f"{entry.name}.lock"
+    need = ("is to be checked (--verify-data)" if spec.verify_data and entry.is_dir()
+            else "has no complete entry for it" if not entry.is_dir() or damage(entry) else "needs its entry updated")
+    try:
+        if not writable(next(p for p in (entry.parent, *entry.parent.absolute().parents) if p.exists())):
+            raise PermissionError(errno.EACCES, "read-only")
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        lock.touch()
+    except OSError as err:
+        raise DataError(f"cache dir {entry.parent} is not writable ({err.strerror or err}) and {source.origin} "
+                        f"{need}: prepare it where the cache is writable (vggbench data prepare {spec.dataset} "
+                        "--cache-dir ...), or give a writable --cache-dir") from None
+    with locked(lock, f"the decoding of {source.origin}"):
+        if entry.is_dir() and (why := damage(entry)) is not None:
+            _set_aside(entry, f"is damaged ({why})", "decoding it again")
+        if not entry.is_dir():
             _build(spec, source, entry)
+        elif spec.verify_data:
+            _verify(spec, source, entry)
         _add_fingerprint(entry)
     return read_entry(entry, spec.dataset)

@@ -28,6 +28,8 @@ class DataSpec:
     data_dir: str | None = field(default=None, compare=False)
     cache_dir: str | None = field(default=None, compare=False)
     skip_bad: bool = field(default=False, compare=False)
+    # Decode the source again and compare it with its cache entry (sources.load): not part of the data.
+    verify_data: bool = field(default=False, compare=False)
     # The identity of the data's content (ImageData.fingerprint, registry.fingerprint), set by
     # cells.cells_for: two folders with the same class names but other images differ here.
     fingerprint: str | None = field(default=None, compare=False)

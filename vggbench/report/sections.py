@@ -24,10 +24,14 @@ def section_setting(s: Setting, budget: Budget) -> list[Block]:
     r = s.first
     cfg, ds = r["config"], r.get("dataset", {})
     prof = PROFILES.get(s.profile) if s.profile else None
+    data = cfg["data"]["dataset"]
+    # a profile's description names its own data ("embedded synthetic glyphs"): not said of another's
+    described = "" if prof is None else (f": {prof.description}" if prof.data.dataset == data else
+                                         f": its settings on {data} instead of {prof.data.dataset}")
     sizes = ", ".join(f"{k} {ds['sizes'][k]}" for k in ("train", "val", "test") if k in ds.get("sizes", {}))
     source = "inferred from the configuration" if s.inferred else "stored with the records"
     lines = [f"- budget: **{budget.label}**",
-             f"- profile: **{s.profile or 'unknown'}** ({source})" + (f": {prof.description}" if prof else "")
+             f"- profile: **{s.profile or 'unknown'}** ({source})" + described
              + (f"; overridden: {', '.join(s.overrides)}" if s.overrides else ""),
              f"- dataset: **{cfg['data']['dataset']}** ({sizes}; {ds.get('classes', s.num_classes)} classes, "
              f"{cfg['data']['image_size']}px; {ds.get('source', '')})",
@@ -44,7 +48,8 @@ def section_setting(s: Setting, budget: Budget) -> list[Block]:
                      "(written before a spec gained a field): the newest record of each cell counts")
     blocks = [heading(2, setting_title(s)), paragraph("\n".join(lines))]
     if s.profile == "smoke":
-        blocks.append(paragraph("The smoke profile checks the machinery, not the science: synthetic glyphs, a narrow "
+        what = "synthetic glyphs" if data == "synthetic" else f"{data} at {cfg['data']['image_size']}px"
+        blocks.append(paragraph(f"The smoke profile checks the machinery, not the science: {what}, a narrow "
                                 "network and a few epochs. A verdict below speaks about this setting only."))
     return blocks
 
