@@ -7,6 +7,7 @@ import json
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -28,7 +29,7 @@ DATA_CASES = [
     ("labels outside the classes", ["--dataset", "imagefolder", "--data-dir", "{tmp}/pickles"],
      "15 labels of the train split are outside the 3 classes (0..2), first row 3 (label 3): fix the labels"),
     ("another class count than the profile's", ["--profile", "cifar10", "--data-dir", "{tmp}/flowers"],
-     "--profile cifar10 expects 10 classes but image folder {tmp}/flowers has 3: give --dataset imagefolder"),
+     "image folder {tmp}/flowers has 3 classes, but cifar10 has 10: give the cifar10 data, or --dataset imagefolder"),
     ("cache dir is a file", ["env:VGGBENCH_CACHE={tmp}/a-file", "--dataset", "imagefolder", "--data-dir",
                              "{tmp}/flowers"],
      "cache dir {tmp}/a-file: {tmp}/a-file is a file, not a folder; point $VGGBENCH_CACHE at a folder"),
@@ -58,9 +59,9 @@ def test_data_errors_are_one_usage_error_before_collection(args, message, tmp_pa
     error = usage_error([*args, "--results-dir", str(tmp_path / "results")])
     assert message.format(tmp=tmp_path) in error and "\n" not in error
     # No results, no temporary folder; in the cache only complete entries (valid data that the profile
-    # does not fit) and lock files
+    # does not fit) and its .locks/ folder
     entries = {p.parent for p in cache.glob("*/meta.json")}
-    assert [p for p in files_under(tmp_path) if not p.endswith(".lock") and not any(
+    assert [p for p in files_under(tmp_path) if ".locks" not in Path(p).parts and not any(
         (tmp_path / p).is_relative_to(e) for e in entries)] == before
 
 

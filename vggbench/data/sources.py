@@ -494,6 +494,10 @@ def check_named(dataset: str, classes: list[str], origin: str, image_size: int |
     if known is None or known.num_classes is None:
         return
     fix = f"give the {dataset} data, or --dataset imagefolder (any labelled images)"
+    if not named and len(classes) != known.num_classes:  # 100 numbered classes are not "cifar10"
+        raise DataError(f"{origin} has no class names and its labels make {len(classes)} classes, but {dataset} "
+                        f"has {known.num_classes}: give the {dataset} data, or --dataset imagefolder (classes "
+                        "numbered from the labels)")
     if len(classes) != known.num_classes:
         raise DataError(f"{origin} has {len(classes)} classes, but {dataset} has {known.num_classes}: {fix}")
     if named and known.names is not None and [c.lower() for c in classes] != list(known.names):
