@@ -52,7 +52,8 @@ class Cell:
     start: "Cell | None" = None
     start_layers: str = ""
     # Test-time methods of section 3.2 (evaluation.py): a cell that evaluates the trained net of its
-    # training cell (this cell without them), not another training; the multi-crop grid's side.
+    # training cell (this cell without them), not another training; the multi-crop grid's side (the
+    # profile's, on every cell: in the identity only of a cell that evaluates with crops).
     evaluate: tuple[str, ...] = ()
     crop_grid: int = 5
 
@@ -169,14 +170,14 @@ def cells_for(ablation: Ablation | str, options: Options, cases=()) -> list[Cell
             def cell(case_id, model, train_, **more) -> Cell:
                 return Cell(ablation.name, case_id, model, train_, case_data, seed, options.device,
                             (base.bench_batch, base.bench_warmup, base.bench_repeats, base.bench_window_s),
-                            base.cpu_threads, options.profile, given, weights=weights, skip=skip, **more)
+                            base.cpu_threads, options.profile, given, weights=weights, skip=skip,
+                            crop_grid=base.crop_grid, **more)
             start, layers, lr = _start(case, model, trained, seed, lambda m: cell("A", m, train_))
             one = cell(case.id, model.replace(init="paper") if model.init == "from-A" and start is None else model,
                        train_.replace(lr=lr * train_.lr), tune=tune, start=start, start_layers=layers)
             trained[case.id, seed] = one
             if not cases or case_selected(ablation.name, case.id, cases):
-                out.append(dataclasses.replace(one, evaluate=case.evaluate, crop_grid=base.crop_grid) if case.evaluate
-                           else one)
+                out.append(dataclasses.replace(one, evaluate=case.evaluate) if case.evaluate else one)
     return out
 
 
