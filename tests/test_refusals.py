@@ -248,3 +248,19 @@ def test_a_full_disk_stops_the_curves_in_one_line_without_a_thread_traceback(tmp
     assert said == ["curves of depth/A (seed 0) not written past here (OSError: [Errno 28] No space left on "
                     "device); the cell goes on"]
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_notice_is_shown_when_it_happens_once_not_again_in_the_summary():
+    from vggbench import notices, progress
+
+    shown = []
+    display = progress.LineDisplay(shown.append)
+    with notices.collecting(display.said) as kept:
+        notices.notice("resuming x from epoch 1")
+    assert shown == ["vggbench: resuming x from epoch 1"] and kept == []  # said once, when it happened
+    with notices.collecting(progress.Display().said) as kept:  # --progress off: the summary says it
+        notices.notice("resuming x from epoch 1")
+    assert kept == ["resuming x from epoch 1"]
+    bar = progress.BarDisplay(shown.append, None, 80)
+    bar.bar = object()  # a bar being drawn: never written through
+    assert not bar.said("waiting") and shown == ["vggbench: resuming x from epoch 1"]
