@@ -113,7 +113,8 @@ def pytest_collection_modifyitems(config, items):
     keep, drop = [], []
     for item in items:
         cell = _cell_of(item)
-        unselected = cell is not None and (not isinstance(cell, Cell) or not case_selected(cell.ablation, cell.case, wanted))
+        unselected = cell is not None and (not isinstance(cell, Cell)
+                                           or not case_selected(cell.ablation, cell.case, wanted))
         (drop if unselected else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
