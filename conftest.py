@@ -70,7 +70,8 @@ def pytest_collection_modifyitems(config, items):
     keep, drop = [], []
     for item in items:
         cell = _cell_of(item)
-        unselected = cell is not None and (not isinstance(cell, Cell) or not case_selected(cell.ablation, cell.case, wanted))
+        unselected = cell is not None and (not isinstance(cell, Cell)
+                                           or not case_selected(cell.ablation, cell.case, wanted))
         (drop if unselected else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
@@ -113,12 +114,13 @@ def measured(cell, request, record_property):
     record_property("ablation", cell.ablation)
     record_property("cell_id", cell.id)
     launched = cfg.stash.get(_LAUNCH_KEY, None)
-    with notices.collecting() as said:  # recovery made visible: printed in the session summary
+    display, session = cfg.stash.get(_PROGRESS_KEY, (None, None))
+    # recovery made visible when it happens, on the display; what it cannot show, in the session summary
+    with notices.collecting(display.said if display is not None else None) as said:
         try:
             if launched is not None and cell.id in launched.submitted:
                 record = _launched_record(launched, cell, cfg.option.results_dir)
             else:
-                display, session = cfg.stash.get(_PROGRESS_KEY, (None, None))
                 record = run_cell(cell, cfg.option.results_dir, rerun=cfg.option.rerun, display=display,
                                   session=session)
         finally:

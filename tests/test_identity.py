@@ -128,7 +128,7 @@ def test_records_of_an_older_identity_are_not_used_and_the_session_says_so(tmp_p
     run = ablations("--case", "batchnorm:A-bn", "--epochs", "1", "--train-subset", "100", "--test-subset", "50",
                     results=results)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert f"1 passed, {sum(len(a.cases) for a in ABLATIONS.values()) - 1} deselected" in run.stdout
+    assert f"1 passed, {len(ABLATIONS) - 1} deselected" in run.stdout  # --case builds only its cell
     line = f"vggbench: 1 records of an older identity in {results}/runs/ were not used"
     assert [x for x in run.stdout.splitlines() if x.startswith(line)], run.stdout
     assert json.loads(records.record_path(results, old["cell_id"]).read_text())["result"]["test"]["top1"] == 99.0

@@ -248,3 +248,37 @@ def test_a_full_disk_stops_the_curves_in_one_line_without_a_thread_traceback(tmp
     assert said == ["curves of depth/A (seed 0) not written past here (OSError: [Errno 28] No space left on "
                     "device); the cell goes on"]
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_notice_is_shown_when_it_happens_once_not_again_in_the_summary():
+    from vggbench import notices, progress
+
+    shown = []
+    display = progress.LineDisplay(shown.append)
+    with notices.collecting(display.said) as kept:
+        notices.notice("resuming x from epoch 1")
+    assert shown == ["vggbench: resuming x from epoch 1"] and kept == []  # said once, when it happened
+    with notices.collecting(progress.Display().said) as kept:  # --progress off: the summary says it
+        notices.notice("resuming x from epoch 1")
+    assert kept == ["resuming x from epoch 1"]
+    bar = progress.BarDisplay(shown.append, None, 80)
+    bar.bar = object()  # a bar being drawn: never written through
+    assert not bar.said("waiting") and shown == ["vggbench: resuming x from epoch 1"]
+
+
+def test_a_data_cache_that_cannot_fit_the_disk_is_refused_before_decoding(tmp_path, monkeypatch):
+    import collections
+    import shutil as shutil_module
+
+    from fixtures_data import image_folder
+    from vggbench.data import DataError, DataSpec, load_data
+
+    folder = image_folder(tmp_path / "flowers", per_class=10, classes=3)
+    full = collections.namedtuple("usage", "total used free")(10**9, 10**9 - 10**5, 10**5)
+    monkeypatch.setattr(shutil_module, "disk_usage", lambda path: full)
+    spec = DataSpec("imagefolder", image_size=64, data_dir=str(folder), cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(DataError, match=re.escape(
+            f"image folder {folder} at 64px needs 0.0 GB in the cache (30 images) but {tmp_path / 'cache'} has 0.0 GB "
+            "free: use a smaller --image-size or another --cache-dir")):
+        load_data(spec)
+    assert not list((tmp_path / "cache").glob("*/*.u8"))  # nothing decoded

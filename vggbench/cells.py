@@ -234,15 +234,18 @@ def check_runnable(options: Options, cases=()) -> None:
     half on out-of-memory), a --case that cannot start from net A, --pretrained weights that cannot
     be read or reached."""
     base = baseline(options)
-    check_fits(base.model, 1, resolve_device(options.device), resident_bytes(base.data),
-               f"{base.model.name} on {base.data.dataset}")
+    device, data_bytes = resolve_device(options.device), resident_bytes(base.data)
     for ablation in ABLATIONS.values():
-        for case in (c for c in ablation.cases if cases and case_selected(ablation.name, c.id, cases)):
-            problem = _from_a_problem(ablation, case, base.model.replace(**{**ablation.model, **case.model}))
+        if ablation.pretrained and not options.pretrained:
+            continue  # its cells are skipped
+        for case in (c for c in ablation.cases if not cases or case_selected(ablation.name, c.id, cases)):
+            model = base.model.replace(**{**ablation.model, **case.model})
+            check_fits(model, 1, device, data_bytes, f"{ablation.name}:{case.id} ({model.name} on {base.data.dataset})")
+            problem = _from_a_problem(ablation, case, model) if cases else None  # a grid run skips it, saying why
             if problem:
                 raise ValueError(f"{problem}; leave the case out or choose another --init")
     if options.pretrained:  # a file is read (and judged) by weights_for; torchvision's are asked for
-        for cell in cells_for("transfer", options):
+        for cell in cells_for("transfer", options, cases):
             if cell.weights is not None:
                 check_reachable(cell.weights)
 

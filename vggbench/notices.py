@@ -3,37 +3,45 @@
 process, records of an older identity left unused).
 
 Outside a collector a notice goes to stderr at once (the `vggbench` command). Under pytest the
-`measured` fixture collects a cell's notices (`collecting`) and conftest prints them in the session
-summary, from xdist workers too (they travel as the test's user properties).
+`measured` fixture shows a cell's notices when they happen, on the progress display (its line
+under the test's dots, or a worker's stderr line); what the display cannot show (--progress off,
+while a bar is drawn) conftest prints in the session summary, from xdist workers too (they travel
+as the test's user properties).
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import sys
+from typing import Callable
 
 from filelock import FileLock, Timeout
 
-_collectors: list[list[str]] = []
+_collectors: list[tuple[list[str], Callable[[str], bool] | None]] = []
 
 
 def notice(message: str) -> None:
-    """One line: to the innermost collector, else to stderr."""
+    """One line: shown at once by the innermost collector's echo, else kept in its list; with no
+    collector, to stderr."""
     if _collectors:
-        _collectors[-1].append(message)
+        out, echo = _collectors[-1]
+        if echo is None or not echo(message):
+            out.append(message)
     else:
         print(f"vggbench: {message}", file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager
-def collecting():
-    """The notices given inside the block, as a list (filled as they come)."""
+def collecting(echo: Callable[[str], bool] | None = None):
+    """The notices given inside the block, as a list (filled as they come). echo: shows a notice
+    when it happens and says whether it did; one it showed is not kept (said once)."""
     out: list[str] = []
-    _collectors.append(out)
+    entry = (out, echo)
+    _collectors.append(entry)
     try:
         yield out
     finally:
-        _collectors.remove(out)
+        _collectors.remove(entry)
 
 
 @contextlib.contextmanager

@@ -103,6 +103,11 @@ class Display:
     def epoch(self, cell, row: dict, cell_eta: float, session_done: int, session_eta: float) -> None: ...
     def finish(self, cell, record: dict, seconds: float) -> None: ...
 
+    def said(self, text: str) -> bool:
+        """Show a notice (notices.py) when it happens; False if this display cannot (then the
+        session summary shows it)."""
+        return False
+
 
 def _name(cell) -> str:
     return f"{cell.ablation} {cell.test_id}"
@@ -145,6 +150,13 @@ class LineDisplay(Display):
         self.write(f"{self.prefix}{_name(cell)}: {outcome_text(record)} in {clock(seconds)}")
         self.end_cell()
 
+    def said(self, text):
+        try:
+            self.write(f"{self.prefix.rstrip()}: {text}")
+        except OSError:  # a display that cannot write: the summary says it
+            return False
+        return True
+
 
 class BarDisplay(LineDisplay):
     """A tqdm bar per cell written to `file` (an object with write/flush), `columns` wide (a number,
@@ -176,6 +188,9 @@ class BarDisplay(LineDisplay):
                             bar_format=self._format(text))
         self.bar.bar_format = self._format(text)
         self.bar.update(1)
+
+    def said(self, text):
+        return self.bar is None and super().said(text)  # never through a bar being drawn
 
     @staticmethod
     def _format(text: str) -> str:

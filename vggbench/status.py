@@ -106,8 +106,8 @@ def cell_state(results_dir: str | os.PathLike, cell: dict, started: str | None) 
         rows = [(lr, _cell_state(results_dir, {**cell, "cell_id": cell_id}, started))
                 for lr, cell_id in cell["tuning"]["tuning"]]
         done = sum(r["state"] in ("done", "reused", "failed") for _, r in rows)
-        lr, row = next(((lr, r) for lr, r in rows if r["state"] in ("running", "interrupted")),
-                       (None, {**_cell_state(results_dir, cell, started), "state": "tuning" if done else "not started"}))
+        idle = {**_cell_state(results_dir, cell, started), "state": "tuning" if done else "not started"}
+        lr, row = next(((lr, r) for lr, r in rows if r["state"] in ("running", "interrupted")), (None, idle))
         said = f"tuning: {done} of {len(rows)} rates done" + (f"; lr {lr:g}: {row['detail']}" if lr is not None else "")
         return {**row, "cell_id": cell["cell_id"], "detail": said.rstrip(": ")}
     return _cell_state(results_dir, cell, started)

@@ -530,6 +530,15 @@ def check_labels(listing: Listing, spec: DataSpec, origin: str) -> None:
                             f" first row {i} (label {int(split.labels[i])}): fix the labels or the class names")
 
 
+def _check_room(folder: Path, images: int, size: int, origin: str) -> None:
+    """DataError before decoding when the cache's disk cannot hold the entry (images x 3 x size^2 bytes)."""
+    need, free = images * 3 * size * size, shutil.disk_usage(folder).free
+    if need > free:
+        raise DataError(f"{origin} at {size}px needs {need / 1e9:,.1f} GB in the cache ({images} images) but "
+                        f"{folder.parent} has {free / 1e9:,.1f} GB free: use a smaller --image-size or another "
+                        "--cache-dir")
+
+
 def _build(spec: DataSpec, source: Source, entry: Path) -> None:
     """Decode the source into a temporary directory, then rename it to `entry`: all or nothing."""
     for stale in entry.parent.glob(f"{entry.name}.tmp-*"):  # a killed build's: we hold the entry's lock
@@ -542,6 +551,7 @@ def _build(spec: DataSpec, source: Source, entry: Path) -> None:
             raise DataError(f"{source.origin}: {len(listing.classes)} class(es): a classifier needs at least 2")
         check_labels(listing, spec, source.origin)
         rows, notes = plan_splits(listing)
+        _check_room(tmp, sum(len(i) for _, i in rows.values()), spec.image_size, source.origin)
         sizes, bad = {}, {}
         for name, (split, idx) in rows.items():
             sizes[name], bad[name] = _write_split(tmp, name, split, idx, spec.image_size, spec.dataset)
