@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import math
 import platform
+import re
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -35,6 +37,34 @@ def device_name(device: torch.device) -> str:
     except OSError:
         pass
     return f"CPU: {platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The x86 feature flags of /proc/cpuinfo (or of the text given); empty where there are none."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return set()
+    found = re.search(r"^flags\s*:(.*)$", cpuinfo, re.M)
+    return set(found.group(1).split()) if found else set()
+
+
+# The CPU's native bfloat16 matrix units, by their cpuinfo flag: AMX tiles (Sapphire Rapids and
+# later Xeons: bf16 matmul ~7x float32, issue 25) and AVX512-BF16 dot products (Cooper Lake, AMD
+# Zen 4 and later: ~2x; measured on a 2-core AMD EPYC, n = 2048: 172 -> 403 GFLOP/s).
+BF16_UNITS = (("amx_bf16", "AMX"), ("avx512_bf16", "AVX512-BF16"))
+
+
+def cpu_bf16_units(cpuinfo: str | None = None) -> str | None:
+    """"AMX" or "AVX512-BF16" where this CPU (or the cpuinfo text given) multiplies bfloat16 natively,
+    else None. Where /proc/cpuinfo says nothing (no Linux), torch's own probe of the CPU decides."""
+    flags = cpu_flags(cpuinfo)
+    if not flags and cpuinfo is None:
+        probe = {"amx_bf16": getattr(torch.cpu, "_is_amx_tile_supported", None),
+                 "avx512_bf16": getattr(torch.cpu, "_is_avx512_bf16_supported", None)}
+        flags = {flag for flag, supported in probe.items() if supported is not None and supported()}
+    return next((name for flag, name in BF16_UNITS if flag in flags), None)
 
 
 def cuda_index(device: torch.device) -> int:

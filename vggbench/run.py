@@ -32,7 +32,7 @@ from .pretrained import load_weights
 from .progress import Display, Session, Watch
 from .speed import model_speed
 from .evaluation import evaluate_protocol
-from .trainer import STATUSES, autocast_dtype, train
+from .trainer import STATUSES, amp_name, autocast_dtype, train
 from .transfer import freeze
 from .warmstart import copy_layers
 
@@ -104,7 +104,7 @@ def execute(cell: Cell, checkpoint: Checkpoint | None = None,
     return {
         "cell_id": cell.id, "config": cell.config(), "ablation": cell.ablation, "case": cell.case,
         "status": result["status"], "lr": cell.train.learning_rate, "result": result,
-        "train_batch_size": spec.batch_size,
+        "train_batch_size": spec.batch_size, "amp": amp_name(spec, device),
         **counts, **flops, "throughput": thr, "device": device_name(device), "versions": versions(),
         "dataset": {"name": data.name, "sizes": data.sizes(), "classes": len(data.classes), "source": data.source},
         "commit": git_commit(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -12,7 +12,7 @@ from . import compiled
 from .ceiling import utilisation
 from .device import math_mode
 from .measure import throughput
-from .trainer import TrainSpec, autocast_dtype
+from .trainer import TrainSpec, amp_name, autocast_dtype
 
 
 def model_speed(model: torch.nn.Module, device: torch.device, batch: int, spec: TrainSpec, warmup: int,
@@ -26,7 +26,7 @@ def model_speed(model: torch.nn.Module, device: torch.device, batch: int, spec: 
         out[kind] = throughput(copy.deepcopy(model), device, batch, train=is_train, warmup=warmup, repeats=repeats,
                                amp_dtype=amp, channels_last=spec.channels_last, min_window_s=window_s,
                                compile_backend=backend)
-    dtype = "bfloat16" if amp is not None else "float32"
+    dtype = amp_name(spec, device)  # the ceiling in the dtype that runs
     out["math_mode"] = math_mode(device)
     out.update(utilisation(gflops, out["train"]["images_per_s"], device, dtype, train_gflops))
     return out
