@@ -102,12 +102,14 @@ class TrainSpec:
 OPTIMIZER_CLASSES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad}
 
 
-def make_optimizer(model: nn.Module, spec: TrainSpec, fused: bool | None = None) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, spec: TrainSpec, fused: bool = True) -> torch.optim.Optimizer:
     """The optimiser over the trainable parameters only (frozen ones have requires_grad=False), one
     learning rate per transfer group (transfer.lr_groups; one group when training from scratch).
-    fused (default: on CUDA) asks for one fused kernel per step; if this torch cannot build it or run
-    its first step (some versions accept fused=True for a class and fail only in step()),
-    multi-tensor (foreach) updates are used instead."""
+    fused asks for one fused kernel per step; if this torch cannot build it or run its
+    first step (some versions accept fused=True for a class and fail only in step()), multi-tensor
+    (foreach) updates are used instead. Fused on CPU too: there a foreach update is a loop of small
+    kernels per tensor; VGG-D-BN at width 1/8 (54 tensors, 1 thread, min of 300 steps, AMD EPYC):
+    SGD 350 -> 118 us a step, Adam 1051 -> 321, Adagrad 796 -> 266 (~1.5% of a width-1/8 SGD step)."""
     lr = spec.learning_rate
     groups = []
     for params, scale in transfer.lr_groups(model, spec.transfer, spec.pretrained_lr_scale):
@@ -117,10 +119,7 @@ def make_optimizer(model: nn.Module, spec: TrainSpec, fused: bool | None = None)
     groups = [g for g in groups if g["params"]]
     cls = OPTIMIZER_CLASSES[spec.optimizer]
     kw = dict(lr=lr, **(dict(momentum=spec.momentum, nesterov=spec.nesterov) if spec.optimizer == "sgd" else {}))
-    first = groups[0]["params"][0]
-    if fused is None:
-        fused = first.is_cuda
-    if fused and _fused_steps(cls, first, kw, spec.weight_decay):
+    if fused and _fused_steps(cls, groups[0]["params"][0], kw, spec.weight_decay):
         return cls(groups, fused=True, **kw)
     return cls(groups, foreach=True, **kw)
 
