@@ -90,4 +90,4 @@ def test_bench_throughput_prints_the_ceiling_dtype(capsys, monkeypatch):
                      "--amp", "bf16", "--repeats", "2", "--window", "0.01"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("A-w0.125 at 32px, batch 8, bfloat16, channels_last=True, compile=False, CPU:")
-    assert "of the bfloat16 ceiling" in out and "fastest bfloat16 n x n matmul" in out
+    assert "of the bfloat16 ceiling" in out and "fastest bfloat16 n x n matmul" in out and "(--amp bf16; CPU bf16 units:" in out

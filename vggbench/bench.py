@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from . import records
 from .data import DataSpec, load_data
 from .loader import DeviceLoader
-from .device import Timer, device_name, resolve_device, set_math_mode
+from .device import Timer, cpu_bf16_units, device_name, resolve_device, set_math_mode
 from .measure import count_flops, versions
 from .models import ModelSpec, build_model
 from .speed import model_speed
@@ -162,7 +162,8 @@ def model_throughput(model_spec: ModelSpec, batch_size: int, device: str = "auto
     model = build_model(model_spec)
     gflops = count_flops(model)["gflops"]
     out = {"model": model_spec.name, "image_size": model_spec.image_size, "device": device_name(dev),
-           "dtype": amp_name(spec, dev), "channels_last": channels_last,
+           "dtype": amp_name(spec, dev), "amp": amp, "channels_last": channels_last,
+           "cpu_bf16_units": cpu_bf16_units() if dev.type == "cpu" else None,
            "compile": compile, "gflops_per_image": gflops}
     out.update(model_speed(model, dev, batch_size, spec, warmup, repeats, window_s, gflops), versions=versions())
     for kind in ("train", "infer"):  # warm-up = compile (graph capture happens on the first calls) + autotuning

@@ -121,7 +121,8 @@ def cmd_bench_throughput(args) -> int:
         print(json.dumps(r, default=str))
         return 0
     print(f"{r['model']} at {r['image_size']}px, batch {r['train']['batch_size']}, {r['dtype']}, "
-          f"channels_last={r['channels_last']}, compile={r['compile']}, {r['device']}")
+          f"channels_last={r['channels_last']}, compile={r['compile']}, {r['device']} (--amp {r['amp']}"
+          + (f"; CPU bf16 units: {r['cpu_bf16_units'] or 'none'})" if r["device"].startswith("CPU") else ")"))
     for kind in ("train", "infer"):
         t = r[kind]
         print(f"  {kind:5}: {t['images_per_s']:9.1f} img/s (min {t['images_per_s_min']:.1f}, max {t['images_per_s_max']:.1f}, "
