@@ -336,7 +336,7 @@ def test_bf16_training_on_cpu(tiny, config, bn):
 
 def test_bench_throughput_end_to_end(capsys):
     assert cli.main(["bench", "throughput", "A", "--width", "0.125", "--batch-size", "8", "--device", "cpu",
-                     "--repeats", "2", "--window", "0.01"]) == 0
+                     "--amp", "off", "--repeats", "2", "--window", "0.01"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("A-w0.125 at 32px, batch 8, float32, channels_last=True, compile=False, CPU:")
     assert out.count("2 windows of") == 2 and "of the float32 ceiling" in out and "float32 math ieee" in out

@@ -89,7 +89,8 @@ def make_record(cell, epochs: int | None = None) -> dict:
                             "trainable_params": _params(cell.model)},
                             flops={"gmacs": macs, "gflops": 2 * macs, "analytic_gmacs": macs, "fvcore_total_gmacs": macs},
                             throughput=made_up_throughput(1000 / (1 + 100 * macs), 3000 / (1 + 100 * macs)),
-                            device="CPU: constructed x2 threads", train_batch_size=cell.train.batch_size, wall_s=1.0)
+                            device="CPU: constructed x2 threads", train_batch_size=cell.train.batch_size,
+                            amp="float32", wall_s=1.0)
     return {**record, "commit": "abc1234", "created": "2026-01-01T00:00:00+00:00", "oom_retries": 0}
 
 
@@ -411,8 +412,9 @@ def test_throughput_that_differs_5x_between_seeds_is_flagged_and_never_drawn_bel
     assert table.loc["D-sgd", "train img/s median (min–max)"] == "600 (150–1,100)"
     assert table.loc["D-sgd", "throughput note"].startswith("noisy: train timings spread 158% of the median")
     assert "ceiling error: 1.09× the measured matmul ceiling" in table.loc["D-sgd", "throughput note"]
-    assert table.loc["D-sgd", "of matmul ceiling"] == "error (1.09)"
-    assert table.loc["D-adam", "throughput note"] == "-" and table.loc["D-adam", "of matmul ceiling"] == "10%"
+    of = f" of {slow['amp']}"  # the ceiling's dtype: the one the cells ran in (bfloat16 where the CPU has bf16 units)
+    assert table.loc["D-sgd", "of matmul ceiling"] == "error (1.09)" + of
+    assert table.loc["D-adam", "throughput note"] == "-" and table.loc["D-adam", "of matmul ceiling"] == "10%" + of
     assert "MMACs" in table.columns   # the tiny smoke model: MACs in millions, not 0.00x GMACs
     ax = throughput_figure(summarise(setting, "optimizer"), "optimizer").axes[0]
     assert ax.get_ylim()[0] >= 0

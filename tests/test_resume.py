@@ -20,9 +20,10 @@ from vggbench.curves import curves_dir
 
 # Cell A-bn of the batchnorm ablation at an LR where it learns (status ok, all 3 epochs): 160 images
 # at batch 32 are 5 steps an epoch, so training step 8 is the third step of epoch 2 (the last
-# checkpoint is epoch 1's).
+# checkpoint is epoch 1's). In bf16 autocast on every machine (auto's choice where the CPU has bf16
+# units; tests/test_trainer.py resumes in both dtypes in-process).
 ARGS = ["-k", "batchnorm and A-bn", "--lr", "0.005", "--epochs", "3", "--batch-size", "32",
-        "--train-subset", "160", "--test-subset", "100"]
+        "--train-subset", "160", "--test-subset", "100", "--amp", "bf16"]
 PAUSE_STEP = 8
 # What must be equal; wall time (also per epoch), throughput, created, versions and device may differ.
 SAME = ("cell_id", "config", "status", "lr", "result", "params", "trainable_params", "gmacs", "gflops",

@@ -139,8 +139,9 @@ def test_no_host_sync_in_the_hot_loop(tiny, monkeypatch):
     assert calls == ["__float__", "__int__", "__bool__", "item", "tolist"]
 
 
-def test_resume_from_checkpoint_equals_uninterrupted(tiny, tmp_path):
-    spec = SPEC.replace(epochs=3, augment=True, schedule="cosine")
+@pytest.mark.parametrize("amp", ["off", "bf16"])  # equal in both dtypes (issue 25: bf16 is auto on many CPUs)
+def test_resume_from_checkpoint_equals_uninterrupted(tiny, tmp_path, amp):
+    spec = SPEC.replace(epochs=3, augment=True, schedule="cosine", amp=amp)
     full = train(model(4), tiny, spec, CPU, seed=4)
 
     ckpt = Checkpoint(tmp_path / "cell.ckpt")

@@ -26,11 +26,11 @@ import torch.nn.functional as F
 from . import records
 from .data import DataSpec, load_data
 from .loader import DeviceLoader
-from .device import Timer, device_name, resolve_device, set_math_mode
+from .device import Timer, cpu_bf16_units, device_name, resolve_device, set_math_mode
 from .measure import check_fits, count_flops, versions
 from .models import ModelSpec, build_model
 from .speed import model_speed
-from .trainer import TrainSpec, autocast_dtype, make_optimizer
+from .trainer import TrainSpec, amp_name, autocast_dtype, make_optimizer
 
 
 def _step(model, opt, x, y, amp):
@@ -101,13 +101,13 @@ def epoch_ceiling(model, opt, data, batch_size, device, amp, steps: int) -> int:
 
 def pipeline(model_spec: ModelSpec, data_spec: DataSpec, batch_size: int = 128, device: str = "auto",
              workers: int = 2, out: str | Path | None = "results/pipeline.csv", warmup_steps: int = 3,
-             repeats: int = 3) -> pd.DataFrame:
+             repeats: int = 3, amp: str = "auto") -> pd.DataFrame:
     dev = resolve_device(device)
     set_math_mode(dev)  # as the trainer does
     data = load_data(data_spec)
     model_spec = model_spec.replace(num_classes=data.num_classes, image_size=data.image_size)
-    train_spec = TrainSpec(batch_size=batch_size)
-    amp = autocast_dtype(train_spec, dev)
+    train_spec = TrainSpec(batch_size=batch_size, amp=amp)
+    amp = autocast_dtype(train_spec, dev)  # the three variants in one dtype
     torch.manual_seed(0)
     base = build_model(model_spec).to(dev, memory_format=torch.channels_last).train()
 
@@ -135,7 +135,7 @@ def pipeline(model_spec: ModelSpec, data_spec: DataSpec, batch_size: int = 128, 
     times = {name: statistics.median(v) for name, v in runs.items()}
     row = {"model": model_spec.name, "dataset": data.name, "train_images": len(data.train_y),
            "batch_size": batch_size, "steps": steps["vggbench"], "device": device_name(dev),
-           "amp": str(amp).replace("torch.", "") if amp else "off", "dataloader_workers": workers,
+           "amp": amp_name(train_spec, dev), "dataloader_workers": workers,
            "repeats": repeats, "vggbench_s": times["vggbench"], "typical_s": times["typical"],
            "ceiling_s": times["ceiling"],
            **{f"{name}_s_all": " ".join(f"{t:.3f}" for t in v) for name, v in runs.items()},
@@ -163,7 +163,8 @@ def model_throughput(model_spec: ModelSpec, batch_size: int, device: str = "auto
     model = build_model(model_spec)
     gflops = count_flops(model)["gflops"]
     out = {"model": model_spec.name, "image_size": model_spec.image_size, "device": device_name(dev),
-           "dtype": "bfloat16" if autocast_dtype(spec, dev) else "float32", "channels_last": channels_last,
+           "dtype": amp_name(spec, dev), "amp": amp, "channels_last": channels_last,
+           "cpu_bf16_units": cpu_bf16_units() if dev.type == "cpu" else None,
            "compile": compile, "gflops_per_image": gflops}
     out.update(model_speed(model, dev, batch_size, spec, warmup, repeats, window_s, gflops), versions=versions())
     for kind in ("train", "infer"):  # warm-up = compile (graph capture happens on the first calls) + autotuning

@@ -11,12 +11,11 @@ the ceiling means the ceiling is wrong, not that the model is fast: the fraction
 from __future__ import annotations
 
 import functools
-import re
 from pathlib import Path
 
 import torch
 
-from .device import is_oom, math_mode, time_steps
+from .device import cpu_flags, is_oom, math_mode, time_steps
 
 SIZES = {"cpu": (1024, 2048, 4096), "cuda": (4096, 8192, 16384)}
 GROWTH = 1.10  # try the next size only while the rate still grew by 10%
@@ -40,7 +39,7 @@ def isa_peak(threads: int, cpuinfo: str | None = None, max_khz: int | None = Non
             max_khz = int(Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").read_text())
     except (OSError, ValueError):
         return None
-    flags = set(re.search(r"^flags\s*:(.*)$", cpuinfo, re.M).group(1).split()) if "flags" in cpuinfo else set()
+    flags = cpu_flags(cpuinfo)
     lanes = 16 if "avx512f" in flags else 8 if {"avx2", "fma"} <= flags else None
     if lanes is None:
         return None

@@ -21,7 +21,7 @@ from .models import ModelSpec
 from .options import Options
 from .profiles import PROFILES, Profile
 from .pretrained import Unavailable, Weights, check_reachable, weights_for
-from .trainer import TrainSpec
+from .trainer import TrainSpec, amp_name
 from .warmstart import check_copy
 
 
@@ -63,12 +63,16 @@ class Cell:
 
     def config(self) -> dict:
         """The complete configuration: everything that can change the result (hashed)."""
-        config = {"model": dataclasses.asdict(self.model), "train": dataclasses.asdict(self.train),
-                  "data": self.data_identity(), "seed": self.seed, "device": self.device_kind}
+        device = resolve_device(self.device)
+        # amp as the dtype that runs here (auto resolves by the device: trainer.autocast_dtype): a bf16
+        # record is never reused for a float32 request, and auto = bf16 where bf16 is what auto runs.
+        train = {**dataclasses.asdict(self.train), "amp": amp_name(self.train, device)}
+        config = {"model": dataclasses.asdict(self.model), "train": train,
+                  "data": self.data_identity(), "seed": self.seed, "device": device.type}
         if config["device"] == "cpu":
             config["cpu_threads"] = self.threads  # CPU float results depend on it
         else:  # throughput depends on the GPU model: a record from another model is not this cell's
-            config["gpu"] = gpu_model(resolve_device(self.device))
+            config["gpu"] = gpu_model(device)
         if self.weights is not None:
             config["pretrained"] = self.weights.identity()  # the file's sha256 or torchvision's name + hash
         if self.tune:

@@ -97,7 +97,8 @@ def cmd_bench_pipeline(args) -> int:
     data = DataSpec(args.dataset, args.image_size, train_subset=args.train_subset, data_dir=args.data_dir,
                     cache_dir=args.cache_dir)
     out = Path(args.results_dir) / "pipeline.csv"
-    df = pipeline(_model_spec(args), data, args.batch_size, args.device, args.workers, out, repeats=args.repeats)
+    df = pipeline(_model_spec(args), data, args.batch_size, args.device, args.workers, out, repeats=args.repeats,
+                  amp=args.amp or "auto")
     r = df.iloc[0]
     print(f"{r['model']} on {r['dataset']} ({r['train_images']} images, batch {r['batch_size']}, {r['steps']} steps), "
           f"{r['device']}, amp {r['amp']}; median of {r['repeats']} alternating epochs per variant")
@@ -114,13 +115,14 @@ def cmd_bench_pipeline(args) -> int:
 def cmd_bench_throughput(args) -> int:
     from .bench import model_throughput
 
-    r = model_throughput(_model_spec(args), args.batch_size, args.device, args.amp, not args.no_channels_last,
+    r = model_throughput(_model_spec(args), args.batch_size, args.device, args.amp or "auto", not args.no_channels_last,
                          args.compile, repeats=args.repeats, window_s=args.window)
     if args.json:
         print(json.dumps(r, default=str))
         return 0
     print(f"{r['model']} at {r['image_size']}px, batch {r['train']['batch_size']}, {r['dtype']}, "
-          f"channels_last={r['channels_last']}, compile={r['compile']}, {r['device']}")
+          f"channels_last={r['channels_last']}, compile={r['compile']}, {r['device']} (--amp {r['amp']}"
+          + (f"; CPU bf16 units: {r['cpu_bf16_units'] or 'none'})" if r["device"].startswith("CPU") else ")"))
     for kind in ("train", "infer"):
         t = r[kind]
         print(f"  {kind:5}: {t['images_per_s']:9.1f} img/s (min {t['images_per_s_min']:.1f}, max {t['images_per_s_max']:.1f}, "
@@ -232,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
                            ("throughput", "training/inference images/s and fraction of the matmul ceiling")):
         b = be.add_parser(name, help=helptext)
         _add_model_flags(b, config="A", head="linear", image_size=32, width=0.25 if name == "pipeline" else 1.0)
-        add_to_argparse(b, Options, ["batch_size", "device"], batch_size=128)
+        add_to_argparse(b, Options, ["batch_size", "device", "amp"], batch_size=128)
         if name == "pipeline":
             add_to_argparse(b, Options, ["dataset", "data_dir", "cache_dir", "train_subset"], dataset="cifar10")
             add_to_argparse(b, Outputs, ["results_dir"])
@@ -242,8 +244,6 @@ def build_parser() -> argparse.ArgumentParser:
                            help="epochs per variant, alternating; the median is reported")
             b.set_defaults(func=cmd_bench_pipeline)
         else:
-            b.add_argument("--amp", choices=("auto", "off", "bf16"), default="auto",
-                           help="auto: bf16 autocast on CUDA, off on CPU")
             b.add_argument("--no-channels-last", action="store_true", help="NCHW instead of channels-last memory")
             add_to_argparse(b, Options, ["compile"])
             b.add_argument("--repeats", type=number(int, 1, "repeats must be an integer >= 1"), default=10,

@@ -8,6 +8,12 @@ compile=True. So every model is compiled from a clean dynamo state (`torch._dyna
 model in use at a time, its predecessors' cache entries are useless), and `report()` says what
 dynamo actually did since then: the graphs it built and the frames it gave up on.
 
+Off by default (`--compile` asks for it), on CPU by measurement (issue 25; 1 thread, bf16, AMD EPYC
+with AVX512-BF16, 2026-12-06, a loaded shared machine): VGG-D-BN at width 1/8, batch 64 - the cells
+of the smoke and cpu profiles - took 211 s to compile its training step (82 s more for inference)
+and then trained at 203 images/s against 298-665 eager in the runs on either side of it. A cpu
+profile cell trains 60,000 images (about 90 s eager): compile never pays back within a cell.
+
 The backend is inductor unless $VGGBENCH_COMPILE_BACKEND names another (the CPU tests use "eager"
 and "aot_eager": the same dynamo capture without inductor's minutes of C++ builds).
 """

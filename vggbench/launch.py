@@ -141,10 +141,12 @@ class CellJob(Checkpointable):
 
     def __call__(self, cell: Cell, results_dir: str, rerun: bool = False) -> dict:
         if cell.id != self.cell_id:  # e.g. --device auto is a CPU here but was a GPU at submission
-            gpu = cell.config().get("gpu")
+            config = cell.config()  # --amp auto: bf16 on this node's CPU, float32 on the submitting one's
+            gpu = config.get("gpu")
             raise RuntimeError(f"cell {self.cell_id} is cell {cell.id} on this node (device {cell.device_kind}"
-                               + (f", GPU {gpu}" if gpu else "") + "): give the jobs a GPU (--slurm-gpus-per-task) "
-                               "of the model the session saw (--slurm-constraint), or run with --device cpu")
+                               + (f", GPU {gpu}" if gpu else "") + f", amp {config['train']['amp']}): give the jobs a "
+                               "GPU (--slurm-gpus-per-task) of the model the session saw (--slurm-constraint), or run "
+                               "with --device cpu; on CPUs, --amp off or bf16 fixes the dtype")
         return outcome(run_cell(cell, results_dir, rerun=rerun, display=for_log()))  # epochs in the job's log
 
     def checkpoint(self, cell: Cell, results_dir: str, rerun: bool = False) -> DelayedSubmission:

@@ -174,16 +174,18 @@ def versions() -> dict[str, str]:
 
 def throughput(model: VGG, device: torch.device, batch_size: int, train: bool, warmup: int = 2,
                repeats: int = 5, amp_dtype: torch.dtype | None = None, channels_last: bool = True,
-               min_batch: int = 1, min_window_s: float = 0.0, compile_backend: str | None = None) -> dict:
+               min_batch: int = 1, min_window_s: float = 0.0, compile_backend: str | None = None,
+               optimizer=None) -> dict:
     """Images/s of a training step (fwd+bwd+SGD step) or inference (fwd, no grad) on one fixed batch
     already on the device: median, min and max over `repeats` windows of several steps (each at least
     `min_window_s` long). With `compile_backend` the model is torch.compiled first (as the trainer
     does). On out-of-memory the batch is halved (down to min_batch) and the batch actually used is
-    recorded."""
+    recorded. optimizer(model): the training step's optimiser (default: SGD with momentum)."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device, memory_format=fmt)
     model.train(train)
-    opt = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9) if train else None
+    make_opt = optimizer or (lambda m: torch.optim.SGD(m.parameters(), lr=1e-6, momentum=0.9))
+    opt = make_opt(model) if train else None
     run_model = compiled.compile_model(model, compile_backend) if compile_backend else model
     n_cls, load = model.spec.num_classes, os.getloadavg()[0]
     while True:

@@ -20,6 +20,7 @@ from .data import DATASETS
 from .models import INITS, MAX_WIDTH
 from .pretrained import check_source
 from .profiles import PROFILES
+from .trainer import AMPS
 
 MAX_LR = 10.0  # beyond it a learning rate is a typo, not an experiment
 MAX_SEEDS = 100  # a confidence interval is tight long before; beyond it a seed count is a typo
@@ -163,6 +164,10 @@ class Options:
     tune_grid: tuple[float, ...] | None = option("the rates tried with --tune lr, comma-separated (default: the "
                                                  "profile's five over two decades around each case's rate)", None,
                                                  rates, pytest_only=True)
+    amp: str | None = option("autocast dtype of training, evaluation and throughput: auto (bf16 on CUDA and on CPUs with "
+                             "native bf16 matrix units, AMX or AVX512-BF16; float32 elsewhere), off (float32) or bf16; "
+                             "default: the profile's (auto). The dtype that runs is part of each cell's identity",
+                             None, choices=AMPS)
     compile: bool = option("torch.compile every model (slow to start; for long runs)", False, flag=True)
     pretrained: str | None = option("ImageNet weights of the transfer ablation: torchvision (the published vgg11/13/16/19 "
                                     "weights, via torch.hub's cache) or a torchvision VGG state-dict FILE", None,

@@ -220,7 +220,7 @@ def weights_path(results_dir: str | os.PathLike, cell_id: str) -> Path:
 COLUMNS = ["ablation", "case", "seed", "config", "batch_norm", "kernels", "init", "init_std", "head", "width",
            "optimizer", "transfer", "scale", "start", "lr", "tuned", "epochs", "epochs_run", "status", "params", "trainable_params", "gmacs", "gflops",
            "train_images_per_s", "infer_images_per_s", "train_gflop_per_s", "ceiling_fraction",
-           "best_val_top1", "test_top1", "test_top5", "test_loss", "wall_s", "device", "torch", "cuda", "dataset", "profile",
+           "best_val_top1", "test_top1", "test_top5", "test_loss", "wall_s", "device", "amp", "torch", "cuda", "dataset", "profile",
            "attempts", "cell_id"]
 
 
@@ -248,6 +248,7 @@ def flatten(record: dict, ablation: str, case: str) -> dict:
         "train_gflop_per_s": thr.get("train_gflop_per_s"), "ceiling_fraction": thr.get("ceiling_fraction"),
         "best_val_top1": res.get("best_val_top1"), "test_top1": test.get("top1"), "test_top5": test.get("top5"),
         "test_loss": test.get("loss"), "wall_s": record.get("wall_s"), "device": record.get("device"),
+        "amp": record.get("amp", t.get("amp")),  # the dtype that ran (older records: the option as given)
         "init_std": record.get("init_std"), "scale": "-".join(map(str, t["scale"])) if t.get("scale") else None,
         "start": (record.get("start") or {}).get("cell_id"),
         # section 3.2's test-time methods (evaluation cells): a top-1 and a top-5 column per method

@@ -32,7 +32,7 @@ from .pretrained import load_weights
 from .progress import Display, Session, Watch
 from .speed import model_speed
 from .evaluation import evaluate_protocol
-from .trainer import STATUSES, autocast_dtype, train
+from .trainer import STATUSES, amp_name, autocast_dtype, train
 from .transfer import freeze
 from .warmstart import copy_layers
 
@@ -102,11 +102,12 @@ def execute(cell: Cell, checkpoint: Checkpoint | None = None,
     wall_s = time.perf_counter() - t0
     earlier = checkpoint.earlier if checkpoint is not None else None
     return trained_record(cell, data, result, counts=counts, flops=flops, throughput=thr, device=device_name(device),
-                          train_batch_size=spec.batch_size, wall_s=wall_s, earlier=earlier, started=started), model
+                          train_batch_size=spec.batch_size, amp=amp_name(spec, device), wall_s=wall_s,
+                          earlier=earlier, started=started), model
 
 
 def trained_record(cell: Cell, data: ImageData, result: dict, *, counts: dict, flops: dict, throughput: dict,
-                   device: str, train_batch_size: int, wall_s: float, earlier: dict | None = None,
+                   device: str, train_batch_size: int, amp: str, wall_s: float, earlier: dict | None = None,
                    started: dict | None = None) -> dict:
     """The record of a trained cell, from what execute measured: the one place its fields are
     assembled (the report's tests build theirs here too, so a field added here reaches them)."""
@@ -114,7 +115,7 @@ def trained_record(cell: Cell, data: ImageData, result: dict, *, counts: dict, f
     return {
         "cell_id": cell.id, "config": cell.config(), "ablation": cell.ablation, "case": cell.case,
         "status": result["status"], "lr": cell.train.learning_rate, "result": result,
-        "train_batch_size": train_batch_size,
+        "train_batch_size": train_batch_size, "amp": amp,
         **counts, **flops, "throughput": throughput, "device": device, "versions": versions(),
         "dataset": {"name": data.name, "sizes": data.sizes(), "classes": len(data.classes), "source": data.source},
         "commit": git_commit(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

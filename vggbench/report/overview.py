@@ -56,12 +56,12 @@ def section_environment(all_records: list[dict]) -> list[Block]:
     rows = []
     for r in all_records:
         v = r.get("versions", {})
-        rows.append({"device": r.get("device"), "python": v.get("python"), "torch": v.get("torch"),
+        rows.append({"device": r.get("device"), "amp": r.get("amp"), "python": v.get("python"), "torch": v.get("torch"),
                      "torchvision": v.get("torchvision"), "cuda": v.get("cuda"), "cudnn": v.get("cudnn"),
                      "pandas": v.get("pandas"), "commit": r.get("commit") or "unknown", "created": r.get("created"),
                      "wall_s": number(r.get("wall_s"))})
     df = pd.DataFrame(rows)
-    keys = ["device", "python", "torch", "torchvision", "cuda", "cudnn", "pandas", "commit"]
+    keys = ["device", "amp", "python", "torch", "torchvision", "cuda", "cudnn", "pandas", "commit"]
     if not df.device.astype(str).str.startswith("CPU").eq(False).any():   # CUDA versions say nothing of a CPU run
         keys = [k for k in keys if k not in ("cuda", "cudnn")]
     keys = [k for k in keys if _applies(df[k])]

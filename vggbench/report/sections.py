@@ -111,7 +111,7 @@ def cost_table(s: Setting, name: str) -> pd.DataFrame:
                     unit: mean_text(macs, "{:.1f}" if unit == "MMACs" else "{:.2f}"),
                     "train img/s median (min–max)": rate_text(t, "train"),
                     "infer img/s median (min–max)": rate_text(t, "infer"),
-                    "of matmul ceiling": ceiling_text(t.ceiling_fraction),
+                    "of matmul ceiling": ceiling_text(t.ceiling_fraction, g.get("amp")),
                     "s / epoch": mean_text(g.epoch_s, "{:.2f}"),
                     "wall s": mean_text(g.wall_s, "{:.0f}"), "throughput note": flag(t) or "-"})
     return pd.DataFrame(out)

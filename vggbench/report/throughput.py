@@ -65,7 +65,9 @@ def rate_text(row, kind: str) -> str:
     return f"{med:,.0f} ({row[f'{kind}_min']:,.0f}–{row[f'{kind}_max']:,.0f})"
 
 
-def ceiling_text(fraction: float) -> str:
+def ceiling_text(fraction: float, amp=None) -> str:
+    """The fraction of the ceiling, naming its dtype (the records' amp: the ceiling is the dtype's)."""
     if not math.isfinite(number(fraction)):
         return "-"
-    return f"error ({fraction:.2f})" if fraction > 1 else f"{fraction:.0%}"
+    dtypes = sorted({a for a in (amp if amp is not None else ()) if isinstance(a, str) and a in ("bfloat16", "float32")})
+    return (f"error ({fraction:.2f})" if fraction > 1 else f"{fraction:.0%}") + (f" of {'/'.join(dtypes)}" if dtypes else "")
