@@ -436,7 +436,7 @@ def test_report_md_names_no_absolute_path_and_the_html_has_contents(built):
     assert str(results) not in md and not re.search(r"(?<![\w.:/~-])/(tmp|root|home|work|usr)/", md)
     assert "`../runs/`" in md and "`../weights/" in md   # relative to the report's folder
     env = md.split("## Environment")[1].split("\n\n")[2]
-    assert env.startswith("| device | python | torch |") and "cuda" not in env   # CPU runs: no CUDA columns
+    assert env.startswith("| device | amp | python | torch |") and "cuda" not in env   # CPU runs: no CUDA columns
     page = out["html"].read_text()
     ids = re.findall(r'<h[1-4] id="([^"]+)"', page)
     links = re.findall(r'<a href="#([^"]+)"', page)

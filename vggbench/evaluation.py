@@ -102,7 +102,7 @@ def _dense_probs(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def _crop_probs(model: nn.Module, x: torch.Tensor, crop: int, grid: int = GRID) -> torch.Tensor:
     """Soft-max averaged over the 2 x grid x grid views: every crop of the grid and its mirror.
     One view of the batch a forward pass: batching the views (up to a batch of 224-pixel crops'
-    pixels a pass) was slower on a 2-core Xeon, 73-80 s against 46-47 s (smoke's D at S 256-512,
+    pixels a pass) was slower on a 2-core AMD EPYC, 73-80 s against 46-47 s (smoke's D at S 256-512,
     500 test images, 1 thread, side by side in one process)."""
     total = 0
     for top, left in crop_grid(x.shape[-1], crop, grid):

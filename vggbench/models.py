@@ -143,7 +143,9 @@ def _head(spec: ModelSpec, in_features: int) -> nn.Sequential:
 
 
 class VGG(nn.Module):
-    def __init__(self, spec: ModelSpec):
+    def __init__(self, spec: ModelSpec, initialise: bool = True):
+        """initialise=False: the layers' shapes only (a meta-device net checked before anything runs:
+        the init's first meta kernels cost 1.4 s, most of collecting the grid)."""
         super().__init__()
         self.spec = spec
         self.features = _features(spec)
@@ -151,7 +153,8 @@ class VGG(nn.Module):
         with torch.no_grad():
             flat = self.features(torch.zeros(1, 3, spec.image_size, spec.image_size)).numel()
         self.classifier = _head(spec, flat)
-        init_weights(self, spec.init)
+        if initialise:
+            init_weights(self, spec.init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.features(x), 1))

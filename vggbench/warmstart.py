@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .models import ModelSpec, build_model
+from .models import VGG, ModelSpec
 
 FROM_A = ("conv1_1", "conv2_1", "conv3_1", "conv3_2", "fc6", "fc7", "fc8")
 LAYER_SETS = {"from-A": FROM_A, "all": None}  # None: every layer
@@ -54,7 +54,7 @@ def check_copy(model: ModelSpec, source: ModelSpec, layers: str) -> None:
     """copy_layers' ValueError, from the specs alone (the nets built on the meta device: nothing
     allocated or trained): whether a net of `model` can start from a trained net of `source`."""
     with torch.device("meta"):
-        copy_layers(build_model(model), build_model(source), layers, dry=True)
+        copy_layers(VGG(model, initialise=False), VGG(source, initialise=False), layers, dry=True)
 
 
 def copy_layers(model: nn.Module, source: nn.Module, layers: str, dry: bool = False) -> list[str]:
