@@ -132,8 +132,10 @@ def baseline(options: Options) -> Profile:
         raise ValueError("--tune-grid and --lr do not combine: --lr fixes every cell's rate; drop one")
     data, model, train_ = apply(p.data), apply(p.model), apply(p.train)
     if data.dataset != p.data.dataset:
-        # Another dataset than the profile's (e.g. --dataset imagefolder --data-dir flowers/):
-        # the class count comes from the data itself (decoded once, cached).
+        # Another dataset than the profile's (e.g. --dataset imagefolder --data-dir flowers/): the
+        # profile's subsets size its own data, not this one (only --train/test-subset do), and the
+        # class count comes from the data itself (decoded once, cached).
+        data = data.replace(train_subset=options.train_subset, test_subset=options.test_subset)
         model = model.replace(num_classes=load_data(data).num_classes)
     return p.replace(data=data, model=model, train=train_)
 
