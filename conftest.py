@@ -12,7 +12,6 @@ session (fail fast).
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -46,7 +45,7 @@ def options(config) -> Options:
 
 
 def launch_options(config) -> launch.LaunchOptions:
-    return dataclasses.replace(from_namespace(launch.LaunchOptions, config.option), device=config.option.device)
+    return launch.LaunchOptions.of(config.option)
 
 
 def pytest_configure(config):

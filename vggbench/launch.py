@@ -20,6 +20,8 @@ or running are cancelled (and the pytest session stops, see conftest.py).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import shlex
 import time
@@ -33,7 +35,7 @@ from submitit.core.utils import JobPaths
 from submitit.helpers import Checkpointable, DelayedSubmission
 
 from .cells import Cell
-from .options import number, option
+from .options import from_namespace, number, option
 from .progress import for_log
 from .run import run_cell
 
@@ -119,6 +121,11 @@ class LaunchOptions:
     slurm_setup: tuple[str, ...] = option("a shell line run before each job (module load ..., source "
                                           "venv/bin/activate); repeatable", (), many=True, pytest_only=True)
     device: str = "auto"  # the run's --device (an Options field), set by the caller
+
+    @classmethod
+    def of(cls, namespace) -> "LaunchOptions":
+        """The launch options of a parsed command line (pytest's config.option), with its --device."""
+        return dataclasses.replace(from_namespace(cls, namespace), device=namespace.device)
 
     @property
     def wait(self) -> bool:

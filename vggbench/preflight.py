@@ -8,7 +8,6 @@ session's command line the way pytest does, from the same declarations (vggbench
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shutil
 from pathlib import Path
 
@@ -25,8 +24,7 @@ from vggbench.options import Options, Outputs, add_to_argparse, declared, from_n
 
 def check_namespace(ns) -> None:
     """check() for a parsed command line: pytest's config.option, or session_parser()'s namespace."""
-    launch_opts = dataclasses.replace(from_namespace(LaunchOptions, ns), device=ns.device)
-    check(from_namespace(Options, ns), launch_opts, results_dir=ns.results_dir,
+    check(from_namespace(Options, ns), LaunchOptions.of(ns), results_dir=ns.results_dir,
           numprocesses=getattr(ns, "numprocesses", None), cases=tuple(getattr(ns, "case", None) or ()))
 
 
