@@ -5,6 +5,7 @@ events on the working GPU's stream). The lowest layer: everything that touches a
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import math
 import platform
@@ -41,12 +42,20 @@ def device_name(device: torch.device) -> str:
     return f"CPU: {platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
 
 
+@functools.lru_cache(maxsize=1)
+def _proc_cpuinfo() -> str | None:
+    """/proc/cpuinfo, read once per process (every cell's identity asks what auto amp runs)."""
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+
+
 def cpu_flags(cpuinfo: str | None = None) -> set[str]:
     """The x86 feature flags of /proc/cpuinfo (or of the text given); empty where there are none."""
     if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
+        cpuinfo = _proc_cpuinfo()
+        if cpuinfo is None:
             return set()
     found = re.search(r"^flags\s*:(.*)$", cpuinfo, re.M)
     return set(found.group(1).split()) if found else set()
