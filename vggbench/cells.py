@@ -15,7 +15,7 @@ from .data import DataSpec, load_data
 from .data.sources import cache_size
 from .grid import ABLATIONS, Ablation, Case
 from .device import gpu_model, resolve_device
-from .models import ModelSpec
+from .models import ModelSpec, identity_fields
 from .options import Options
 from .profiles import PROFILES, Profile
 from .pretrained import Unavailable, Weights, weights_for
@@ -58,7 +58,7 @@ class Cell:
 
     def config(self) -> dict:
         """The complete configuration: everything that can change the result (hashed)."""
-        config = {"model": dataclasses.asdict(self.model), "train": dataclasses.asdict(self.train),
+        config = {"model": identity_fields(self.model), "train": identity_fields(self.train),
                   "data": self.data.identity(), "seed": self.seed, "device": self.device_kind}
         if config["device"] == "cpu":
             config["cpu_threads"] = self.threads  # CPU float results depend on it
@@ -104,11 +104,26 @@ def baseline(options: Options) -> Profile:
         return spec.replace(**{k: v for k, v in given.items() if k in names})
 
     data, model, train_ = apply(p.data), apply(p.model), apply(p.train)
-    if data.dataset != p.data.dataset:
-        # Another dataset than the profile's (e.g. --dataset imagefolder --data-dir flowers/):
-        # the class count comes from the data itself (decoded once, cached).
-        model = model.replace(num_classes=load_data(data).num_classes)
+    if data.dataset != p.data.dataset or data.classes is not None:
+        # Another dataset than the profile's (e.g. --dataset imagefolder --data-dir flowers/), or a
+        # subset of its classes: the class count comes from the data itself (decoded once, cached).
+        whole = load_data(data.replace(train_subset=None, test_subset=None))
+        model = model.replace(num_classes=whole.num_classes)
+        if data.classes is not None:
+            # The names in the dataset's order (one identity however they were given); the profile's
+            # subsets were sized for every class: capped at what the chosen classes have (the user's
+            # own --train-subset / --test-subset are not: too large stays an error).
+            sizes = whole.sizes()
+            data = data.replace(classes=tuple(whole.classes),
+                                train_subset=_capped(data.train_subset, options.train_subset, sizes["train"]),
+                                test_subset=_capped(data.test_subset, options.test_subset, sizes["test"]))
     return p.replace(data=data, model=model, train=train_)
+
+
+def _capped(n: int | None, given: int | None, available: int) -> int | None:
+    if n is None or given is not None or n < available:
+        return n
+    return None  # the profile's subset covers the whole split of the chosen classes: all of it
 
 
 def cells_for(ablation: Ablation | str, options: Options) -> list[Cell]:
@@ -127,7 +142,7 @@ def cells_for(ablation: Ablation | str, options: Options) -> list[Cell]:
     largest = max((base.scale_px(c.scale[1]) for c in ablation.cases if c.scale is not None), default=0)
     for case in ablation.cases:
         model = base.model.replace(**{**ablation.model, **case.model})
-        train_ = base.train.replace(**case.train)
+        train_ = base.train.replace(**{**ablation.train, **case.train})
         if train_.lr is None:
             train_ = train_.replace(lr=train_.learning_rate)  # record the number, not "default"
         case_data = data

@@ -154,6 +154,23 @@ COLUMNS = ["ablation", "case", "seed", "config", "batch_norm", "kernels", "init"
            "attempts", "cell_id"]
 
 
+def readings(history: list[dict]) -> dict:
+    """The pitfalls ablation's readings of one run, from its per-epoch history (TrainSpec.readings):
+    the test top-1 at the epoch chosen on val (the protocol: the highest val top-1, the first such
+    epoch), the best test top-1 over the epochs (the epoch chosen on test: a write-up's mistake), and
+    at the last epoch, the held-out val top-1 beside the top-1 on training images ("validation" on
+    the training set). {} for a run without them (every other cell)."""
+    rows = [h for h in history if "test_top1" in h and "val_top1" in h]
+    if not rows:
+        return {}
+    at_val = max(rows, key=lambda h: h["val_top1"])  # max keeps the first of equal values: no peeking ahead
+    at_test = max(rows, key=lambda h: h["test_top1"])
+    last = rows[-1]
+    return {"test_at_val_epoch_top1": at_val["test_top1"], "val_epoch": at_val["epoch"],
+            "best_test_top1": at_test["test_top1"], "test_epoch": at_test["epoch"],
+            "last_val_top1": last["val_top1"], "last_train_eval_top1": last.get("train_eval_top1")}
+
+
 def flatten(record: dict, ablation: str, case: str) -> dict:
     """One table row of a record as seen from one ablation case."""
     cfg, res = record["config"], record.get("result", {})
@@ -176,6 +193,7 @@ def flatten(record: dict, ablation: str, case: str) -> dict:
         "start": (record.get("start") or {}).get("cell_id"),
         # section 3.2's test-time methods (evaluation cells): a top-1 and a top-5 column per method
         **{f"eval_{method}_{k}": v[k] for method, v in res.get("evaluation", {}).items() for k in ("top1", "top5")},
+        **readings(res.get("history", [])),  # the pitfalls ablation's columns (its cells only)
         "torch": record.get("versions", {}).get("torch"), "cuda": record.get("versions", {}).get("cuda"),
         "dataset": cfg["data"]["dataset"], "profile": provenance(record)["profile"],
         "attempts": provenance(record)["attempts"], "cell_id": record.get("cell_id"),
