@@ -150,7 +150,7 @@ def weights_path(results_dir: str | os.PathLike, cell_id: str) -> Path:
 COLUMNS = ["ablation", "case", "seed", "config", "batch_norm", "kernels", "init", "init_std", "head", "width",
            "optimizer", "transfer", "scale", "start", "lr", "tuned", "epochs", "epochs_run", "status", "params", "trainable_params", "gmacs", "gflops",
            "train_images_per_s", "infer_images_per_s", "train_gflop_per_s", "ceiling_fraction",
-           "best_val_top1", "test_top1", "test_top5", "test_loss", "wall_s", "device", "torch", "cuda", "dataset", "profile",
+           "best_val_top1", "test_top1", "test_top5", "test_loss", "wall_s", "device", "torch", "cuda", "dataset", "classes", "profile",
            "attempts", "cell_id"]
 
 
@@ -196,12 +196,14 @@ def flatten(record: dict, ablation: str, case: str) -> dict:
         **readings(res.get("history", [])),  # the pitfalls ablation's columns (its cells only)
         "torch": record.get("versions", {}).get("torch"), "cuda": record.get("versions", {}).get("cuda"),
         "dataset": cfg["data"]["dataset"], "profile": provenance(record)["profile"],
+        "classes": ",".join(cfg["data"]["classes"]) if cfg["data"].get("classes") else None,  # --classes
         "attempts": provenance(record)["attempts"], "cell_id": record.get("cell_id"),
     }
 
 
 def table(rows: list[dict], columns: list[str] = COLUMNS) -> pd.DataFrame:
-    """The rows in `columns`' order, then any evaluation columns (eval_<method>_top1/top5) they have."""
+    """The rows in `columns`' order, then any other columns they have (evaluation: eval_<method>_top1/top5;
+    the pitfalls ablation's readings)."""
     extra = sorted({k for row in rows for k in row if k not in columns})
     return pd.DataFrame(rows, columns=columns + extra)
 
