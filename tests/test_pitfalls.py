@@ -18,6 +18,7 @@ from vggbench.options import Options
 from vggbench.report import budget
 from vggbench.report.claims import judge_claims
 from vggbench.report.references import load_references
+from vggbench.report.sections import readings_table
 from vggbench.report.settings import group_settings
 from vggbench.trainer import TrainSpec, train
 
@@ -130,3 +131,7 @@ def test_the_pitfall_claims_are_judged_from_the_per_epoch_history():
     # a stall is what the final ReLU does, measured: it does not count against the budget
     assert not any("stalled" in c for c in budget._failed_cells(setting))
     assert ABLATIONS["pitfalls"].display.stall_is_outcome
+    shown = readings_table(setting, "pitfalls").set_index("variant")  # the ablation's section shows the readings
+    assert shown.loc["sgd", "bias of choosing on test (points)"] == "2.5 ± 0.5"
+    assert shown.loc["sgd", "train − val gap (points)"] == "10.1 ± 0.1"
+    assert readings_table(setting, "depth").empty

@@ -61,19 +61,19 @@ class Setting:
         prof = f"profile {self.profile}" if self.profile else "profile unknown"
         if self.overrides:
             prof += f" ({', '.join(self.overrides)})"
-        return (f"{prof}, dataset {_dataset_text(cfg['data'])}, {epochs_text(cfg['train']['epochs'])}, {seed_text}, "
+        return (f"{prof}, dataset {dataset_text(cfg['data'])}, {epochs_text(cfg['train']['epochs'])}, {seed_text}, "
                 f"width {cfg['model']['width']:g}, {cfg['device']}")
 
 
     @property
     def short_caption(self) -> str:
         cfg = self.first["config"]
-        return (f"{self.profile or 'unknown profile'}, {_dataset_text(cfg['data'])}, "
+        return (f"{self.profile or 'unknown profile'}, {dataset_text(cfg['data'])}, "
                 f"{epochs_text(cfg['train']['epochs'])}, "
                 f"{len(self.seeds)} seed{'s' * (len(self.seeds) != 1)}")
 
 
-def _dataset_text(data: dict) -> str:
+def dataset_text(data: dict) -> str:
     """The dataset as a caption names it, with its classes where a subset was chosen (--classes)."""
     classes = data.get("classes")
     return f"{data['dataset']} ({len(classes)} classes: {', '.join(classes)})" if classes else data["dataset"]
