@@ -59,12 +59,12 @@ def rates(text: str) -> tuple[float, ...]:
 
 
 def class_list(text: str) -> tuple[str, ...]:
-    """--classes: at least two class names or indices, comma-separated (checked against the data's
-    classes when it is loaded: data.spec.resolve_classes)."""
+    """--classes: class names or indices, comma-separated; checked against the data's classes when it
+    is loaded (data.spec.resolve_classes: an unknown one, or fewer than two, is one line then)."""
     values = tuple(t.strip() for t in text.split(",") if t.strip())
-    if len(set(values)) < 2:
-        raise argparse.ArgumentTypeError(f"{text!r} names fewer than two classes; give two or more names or "
-                                         "indices, comma-separated, e.g. airplane,automobile,bird or 0,1,2")
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r} names no class; give two or more names or indices, "
+                                         "comma-separated, e.g. airplane,automobile,bird or 0,1,2")
     return values
 
 
