@@ -109,3 +109,12 @@ def test_bad_classes_under_pytest_are_a_usage_error(ablations, tmp_path, classes
     assert len([line for line in run.stderr.splitlines() if message in line]) == 1, run.stderr  # one line
     assert "Traceback" not in run.stdout + run.stderr
     assert not (tmp_path / "results").exists()  # nothing written
+
+
+def test_a_session_with_classes_is_collected_again(tmp_path):
+    from vggbench import tables
+    opts = Options(classes=(A, B, C))
+    tables.save_session(tmp_path, opts, ["depth"])
+    again, names = tables.load_session(tmp_path)
+    assert again == opts and names == ["depth"]
+    assert [c.id for c in cells_for("depth", again)] == [c.id for c in cells_for("depth", opts)]
