@@ -8,5 +8,3 @@ ABLATION = "pitfalls"
 
 def test_pitfalls(measured):
     assert problems(measured) == []  # a valid measurement (a stall is a result); the science is the report's
-    if measured["status"] != "diverged":  # the readings the claims are computed from, every epoch
-        assert all("test_top1" in h and "train_eval_top1" in h for h in measured["result"]["history"])
