@@ -17,7 +17,7 @@ from .data.sources import cache_size
 from .grid import ABLATIONS, Ablation, Case, case_selected
 from .device import gpu_model, resolve_device
 from .measure import check_fits
-from .models import ModelSpec
+from .models import ModelSpec, identity_fields
 from .options import Options
 from .profiles import PROFILES, Profile
 from .pretrained import Unavailable, Weights, check_reachable, weights_for
@@ -66,8 +66,8 @@ class Cell:
         device = resolve_device(self.device)
         # amp as the dtype that runs here (auto resolves by the device: trainer.autocast_dtype): a bf16
         # record is never reused for a float32 request, and auto = bf16 where bf16 is what auto runs.
-        train = {**dataclasses.asdict(self.train), "amp": amp_name(self.train, device)}
-        config = {"model": dataclasses.asdict(self.model), "train": train,
+        train = {**identity_fields(self.train), "amp": amp_name(self.train, device)}
+        config = {"model": identity_fields(self.model), "train": train,
                   "data": self.data_identity(), "seed": self.seed, "device": device.type}
         if config["device"] == "cpu":
             config["cpu_threads"] = self.threads  # CPU float results depend on it
@@ -131,13 +131,28 @@ def baseline(options: Options) -> Profile:
     if options.tune_grid and options.lr is not None:
         raise ValueError("--tune-grid and --lr do not combine: --lr fixes every cell's rate; drop one")
     data, model, train_ = apply(p.data), apply(p.model), apply(p.train)
-    if data.dataset != p.data.dataset:
-        # Another dataset than the profile's (e.g. --dataset imagefolder --data-dir flowers/): the
-        # profile's subsets size its own data, not this one (only --train/test-subset do), and the
-        # class count comes from the data itself (decoded once, cached).
-        data = data.replace(train_subset=options.train_subset, test_subset=options.test_subset)
-        model = model.replace(num_classes=load_data(data).num_classes)
+    if data.dataset != p.data.dataset or data.classes is not None:
+        # Another dataset than the profile's (e.g. --dataset imagefolder --data-dir flowers/), or a
+        # subset of its classes: the class count comes from the data itself (decoded once, cached).
+        if data.dataset != p.data.dataset:  # the profile's subsets size its own data, not this one
+            data = data.replace(train_subset=options.train_subset, test_subset=options.test_subset)
+        whole = load_data(data.replace(train_subset=None, test_subset=None))
+        model = model.replace(num_classes=whole.num_classes)
+        if data.classes is not None:
+            # The names in the dataset's order (one identity however they were given); the profile's
+            # subsets were sized for every class: capped at what the chosen classes have (the user's
+            # own --train-subset / --test-subset are not: too large stays an error).
+            sizes = whole.sizes()
+            data = data.replace(classes=tuple(whole.classes),
+                                train_subset=_capped(data.train_subset, options.train_subset, sizes["train"]),
+                                test_subset=_capped(data.test_subset, options.test_subset, sizes["test"]))
     return p.replace(data=data, model=model, train=train_)
+
+
+def _capped(n: int | None, given: int | None, available: int) -> int | None:
+    if n is None or given is not None or n < available:
+        return n
+    return None  # the profile's subset covers the whole split of the chosen classes: all of it
 
 
 def cells_for(ablation: Ablation | str, options: Options, cases=()) -> list[Cell]:
@@ -160,7 +175,7 @@ def cells_for(ablation: Ablation | str, options: Options, cases=()) -> list[Cell
     largest = max((base.scale_px(c.scale[1]) for c in ablation.cases if c.scale is not None), default=0)
     for case in needed:
         model = base.model.replace(**{**ablation.model, **case.model})
-        train_ = base.train.replace(**case.train)
+        train_ = base.train.replace(**{**ablation.train, **case.train})
         if train_.lr is None:
             train_ = train_.replace(lr=train_.learning_rate)  # record the number, not "default"
         case_data = data

@@ -54,6 +54,8 @@ class Ablation:
     # Model fields every case fixes over the profile and the options; the transfer ablation: the
     # architecture of the published weights (not an axis: the same for all its cases).
     model: dict = field(default_factory=dict)
+    # Training fields every case fixes (pitfalls: the per-epoch readings its claims are read from).
+    train: dict = field(default_factory=dict)
     # Its cells need --pretrained (cells_for resolves the weights; without them they are skipped).
     pretrained: bool = False
     # It compares methods that each have their own best learning rate: tuned first wherever the
@@ -101,6 +103,14 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
              _cases(*(Case(f"{c}-{m}", {"config": c}, {"transfer": m})
                       for c in ("D", "A") for m in ("scratch", "finetune", "frozen", "linear"))),
              model={"head": "paper", "width": 1.0, "kernels": "3x3"}, pretrained=True),
+    Ablation("pitfalls", "The mistakes of VGG write-ups, each beside its correction on the same net and data: a ReLU "
+             "after the last linear layer, with SGD and with Adagrad; the epoch chosen on test instead of val; "
+             "'validation' on the training set instead of held-out val (the last two read from each run's "
+             "per-epoch history: records.readings).",
+             _cases(*(Case(f"{o}{'-final-relu' if relu else ''}", {"config": "D", "final_relu": relu}, {"optimizer": o})
+                      for o in ("sgd", "adagrad") for relu in (False, True))),
+             # a stall with the final ReLU is the mistake's effect, measured; not a short budget
+             Display(baseline="sgd", stall_is_outcome=True), train={"readings": True}),
 ]}
 
 

@@ -19,11 +19,13 @@ Variant axes (all fields of `ModelSpec`):
               "linear": one linear layer. The first linear layer is sized from the real
               flattened feature map (C x H/32 x W/32), not an adaptive pool.
   width       multiplier on every conv width and hidden head width (small-compute runs).
+  final_relu  a ReLU after the last linear layer: a mistake of some write-ups, built only for the
+              pitfalls ablation (logits that cannot go negative; a unit at 0 passes no gradient).
 """
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -65,13 +67,16 @@ class ModelSpec:
     num_classes: int = 1000
     image_size: int = 224
     dropout: float = 0.5
+    # Fields added after records existed are in a cell's identity only when set (IDENTITY_WHEN_SET):
+    # the ids of every earlier cell stay valid.
+    final_relu: bool = field(default=False, metadata={"identity": "when_set"})
 
     def __post_init__(self):
         if self.config not in CONFIGS:
             raise SpecError(f"unknown config {self.config!r}: choose one of {', '.join(CONFIGS)}")
-        for field, allowed in (("kernels", KERNEL_PLANS), ("init", INITS), ("head", tuple(HEADS))):
-            if getattr(self, field) not in allowed:
-                raise SpecError(f"unknown {field} {getattr(self, field)!r}: choose one of {', '.join(allowed)}")
+        for name, allowed in (("kernels", KERNEL_PLANS), ("init", INITS), ("head", tuple(HEADS))):
+            if getattr(self, name) not in allowed:
+                raise SpecError(f"unknown {name} {getattr(self, name)!r}: choose one of {', '.join(allowed)}")
         if not (0 < self.width <= MAX_WIDTH and min(channels(w, self.width) for w in WIDTHS) >= 1):
             raise SpecError(f"width {self.width} must be a number > 0 and at most {MAX_WIDTH:g}, and leave at least "
                             "1 channel per layer")
@@ -92,10 +97,20 @@ class ModelSpec:
             parts.append(self.kernels)
         if self.width != 1:
             parts.append(f"w{self.width:g}")
+        if self.final_relu:
+            parts.append("relu-out")
         return "-".join(parts)
 
     def replace(self, **changes) -> "ModelSpec":
         return dataclasses.replace(self, **changes)
+
+
+def identity_fields(spec) -> dict:
+    """A spec's fields as its cell's identity: every field, except those marked "when_set" while at
+    their default (added after records existed; see ModelSpec.final_relu)."""
+    skip = {f.name for f in dataclasses.fields(spec)
+            if f.metadata.get("identity") == "when_set" and getattr(spec, f.name) == f.default}
+    return {k: v for k, v in dataclasses.asdict(spec).items() if k not in skip}
 
 
 def channels(base: int, width: float) -> int:
@@ -131,14 +146,16 @@ def _features(spec: ModelSpec) -> nn.Sequential:
 
 def _head(spec: ModelSpec, in_features: int) -> nn.Sequential:
     hidden = HEADS[spec.head]
+    # No ReLU after the last linear layer: logits must be free to go negative (final_relu: the
+    # mistake, on purpose, appended last so that the linear layers keep their state-dict keys).
+    out = [nn.ReLU()] if spec.final_relu else []
     if hidden == 0:
-        return nn.Sequential(nn.Linear(in_features, spec.num_classes))
+        return nn.Sequential(nn.Linear(in_features, spec.num_classes), *out)
     hidden = channels(hidden, spec.width)
-    # No ReLU after the last linear layer: logits must be free to go negative.
     return nn.Sequential(
         nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Dropout(spec.dropout),
         nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(spec.dropout),
-        nn.Linear(hidden, spec.num_classes),
+        nn.Linear(hidden, spec.num_classes), *out,
     )
 
 
@@ -233,5 +250,5 @@ def weight_layers(spec: ModelSpec) -> int:
 
 
 __all__ = ["CONFIGS", "DEPTHS", "INIT_STD", "INITS", "MAX_WIDTH", "ModelSpec", "SpecError", "VGG", "activation_values",
-           "analytic_macs", "analytic_params",
-           "block_plan", "build_model", "init_weights", "load_trained", "weight_layers", "weight_shapes"]
+           "analytic_macs", "analytic_params", "block_plan", "build_model", "identity_fields", "init_weights", "load_trained",
+           "weight_layers", "weight_shapes"]

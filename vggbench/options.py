@@ -67,6 +67,16 @@ def rates(text: str) -> tuple[float, ...]:
     return values
 
 
+def class_list(text: str) -> tuple[str, ...]:
+    """--classes: class names or indices, comma-separated; checked against the data's classes when it
+    is loaded (data.spec.resolve_classes: an unknown one, or fewer than two, is one line then)."""
+    values = tuple(t.strip() for t in text.split(",") if t.strip())
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r} names no class; give two or more names or indices, "
+                                         "comma-separated, e.g. airplane,automobile,bird or 0,1,2")
+    return values
+
+
 def option(help: str, default=None, parse: Callable | None = None, choices=None, flag: bool = False,
            many: bool = False, pytest_only: bool = False):
     """A dataclass field that is also a command-line option.
@@ -150,6 +160,9 @@ class Options:
                                       number(int, 1, "train subset must be an integer >= 1"))
     test_subset: int | None = option("test on a stratified subset of N images", None,
                                      number(int, 1, "test subset must be an integer >= 1"), pytest_only=True)
+    classes: tuple[str, ...] | None = option("train and test on these classes only: names or indices, comma-separated "
+                                             "(airplane,automobile,bird or 0,1,2); the profile's subsets are capped "
+                                             "at what they have", None, class_list)
     dataset: str | None = option(f"another dataset than the profile's: {', '.join(sorted(DATASETS))} "
                                  "(classes are taken from the data)")
     data_dir: str | None = option("local copy of the dataset (hub parquet layout, pickles, image folder) "

@@ -220,7 +220,7 @@ def weights_path(results_dir: str | os.PathLike, cell_id: str) -> Path:
 COLUMNS = ["ablation", "case", "seed", "config", "batch_norm", "kernels", "init", "init_std", "head", "width",
            "optimizer", "transfer", "scale", "start", "lr", "tuned", "epochs", "epochs_run", "status", "params", "trainable_params", "gmacs", "gflops",
            "train_images_per_s", "infer_images_per_s", "train_gflop_per_s", "ceiling_fraction",
-           "best_val_top1", "test_top1", "test_top5", "test_loss", "wall_s", "device", "amp", "torch", "cuda", "dataset", "profile",
+           "best_val_top1", "test_top1", "test_top5", "test_loss", "wall_s", "device", "amp", "torch", "cuda", "dataset", "classes", "profile",
            "attempts", "cell_id"]
 
 
@@ -228,6 +228,23 @@ def tuned(tuning: dict | None) -> bool:
     """Whether a rate was chosen by tuning, from what the tuning found (a record's "tuning",
     tuning.resolve's): not when no rate of the grid trained."""
     return (tuning or {}).get("chosen_lr") is not None
+
+
+def readings(history: list[dict]) -> dict:
+    """The pitfalls ablation's readings of one run, from its per-epoch history (TrainSpec.readings):
+    the test top-1 at the epoch chosen on val (the protocol: the highest val top-1, the first such
+    epoch), the best test top-1 over the epochs (the epoch chosen on test: a write-up's mistake), and
+    at the last epoch, the held-out val top-1 beside the top-1 on training images ("validation" on
+    the training set). {} for a run without them (every other cell)."""
+    rows = [h for h in history if "test_top1" in h and "val_top1" in h]
+    if not rows:
+        return {}
+    at_val = max(rows, key=lambda h: h["val_top1"])  # max keeps the first of equal values: no peeking ahead
+    at_test = max(rows, key=lambda h: h["test_top1"])
+    last = rows[-1]
+    return {"test_at_val_epoch_top1": at_val["test_top1"], "val_epoch": at_val["epoch"],
+            "best_test_top1": at_test["test_top1"], "test_epoch": at_test["epoch"],
+            "last_val_top1": last["val_top1"], "last_train_eval_top1": last.get("train_eval_top1")}
 
 
 def flatten(record: dict, ablation: str, case: str) -> dict:
@@ -253,14 +270,17 @@ def flatten(record: dict, ablation: str, case: str) -> dict:
         "start": (record.get("start") or {}).get("cell_id"),
         # section 3.2's test-time methods (evaluation cells): a top-1 and a top-5 column per method
         **{f"eval_{method}_{k}": v[k] for method, v in res.get("evaluation", {}).items() for k in ("top1", "top5")},
+        **readings(res.get("history", [])),  # the pitfalls ablation's columns (its cells only)
         "torch": record.get("versions", {}).get("torch"), "cuda": record.get("versions", {}).get("cuda"),
         "dataset": cfg["data"]["dataset"], "profile": provenance(record)["profile"],
+        "classes": ",".join(cfg["data"]["classes"]) if cfg["data"].get("classes") else None,  # --classes
         "attempts": provenance(record)["attempts"], "cell_id": record.get("cell_id"),
     }
 
 
 def table(rows: list[dict], columns: list[str] = COLUMNS) -> pd.DataFrame:
-    """The rows in `columns`' order, then any evaluation columns (eval_<method>_top1/top5) they have."""
+    """The rows in `columns`' order, then any other columns they have (evaluation: eval_<method>_top1/top5;
+    the pitfalls ablation's readings)."""
     extra = sorted({k for row in rows for k in row if k not in columns})
     return pd.DataFrame(rows, columns=columns + extra)
 

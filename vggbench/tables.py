@@ -86,7 +86,8 @@ def load_session(results_dir: str | os.PathLike) -> tuple[Options, list[str]]:
     try:
         saved = json.loads(path.read_text())
         fields = {f.name for f in dataclasses.fields(Options)}
-        opts = Options(**{k: v for k, v in saved["options"].items() if k in fields})
+        # JSON keeps tuples (--classes, --tune-grid) as lists: back to tuples, hashable as the specs need
+        opts = Options(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["options"].items() if k in fields})
         names = [n for n in saved["ablations"] if n in ABLATIONS]
     except FileNotFoundError:
         raise ValueError(f"no session in {results_dir} (no {SESSION_FILE}): {hint}") from None

@@ -16,14 +16,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from . import compiled, pretrained, transfer
-from .data import ImageData
+from .data import ImageData, stratified_subset
 from .device import cpu_bf16_units, cuda_index, set_math_mode
 from .loader import DeviceLoader
 
@@ -65,6 +65,11 @@ class TrainSpec:
                                      # backend: compiled.py, $VGGBENCH_COMPILE_BACKEND)
     transfer: str = "scratch"        # transfer.MODES: scratch | finetune | frozen | linear
     pretrained_lr_scale: float = 1.0  # LR multiplier of the trainable pretrained layers (transfer.py)
+    # The pitfalls ablation's wrong protocols, measured rather than described: after every epoch the
+    # test set and a training-set sample of val's size (eval mode, no augmentation) are evaluated too,
+    # into the history (test_top1, train_eval_top1; records.readings). Never used for selection. In
+    # the identity only when set (models.identity_fields): earlier cells keep their ids.
+    readings: bool = field(default=False, metadata={"identity": "when_set"})
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -276,6 +281,9 @@ def train(model: nn.Module, data: ImageData, spec: TrainSpec, device: torch.devi
     train_loader = DeviceLoader(data.train_x, data.train_y, bs, train=True, augment=spec.augment, seed=seed, **common)
     val_loader = DeviceLoader(data.val_x, data.val_y, bs, **common)
     test_loader = DeviceLoader(data.test_x, data.test_y, bs, **common)
+    if spec.readings:  # "validation" on the training set, as some write-ups did: as many images as val
+        pick = stratified_subset(data.train_y, len(data.val_y), seed=3)
+        train_eval_loader = DeviceLoader(data.train_x[pick], data.train_y[pick], bs, **common)
     opt = make_optimizer(model, spec)
     per_step, plateau = make_scheduler(opt, spec, len(train_loader))
 
@@ -315,6 +323,9 @@ def train(model: nn.Module, data: ImageData, spec: TrainSpec, device: torch.devi
             if plateau is not None:
                 plateau.step(val["loss"])
         row["epoch_s"] = time.perf_counter() - start  # train + val; both end in a host sync (.item())
+        if spec.readings and status != "diverged":  # after the epoch's time: not part of it
+            row.update({f"test_{k}": v for k, v in evaluate(model, test_loader, amp).items()})
+            row["train_eval_top1"] = evaluate(model, train_eval_loader, amp)["top1"]
         history.append(row)
         if on_epoch is not None:  # the row, and what progress needs besides (train_s: host clock after the sync)
             on_epoch({**row, "epochs": spec.epochs, "images": seen, "train_s": train_s})

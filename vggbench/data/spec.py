@@ -24,6 +24,9 @@ class DataSpec:
     image_size: int = 32
     train_subset: int | None = None  # stratified subsets for quick runs
     test_subset: int | None = None
+    # A subset of the classes (--classes), names or indices as given; `resolve_classes` makes it the
+    # names in the dataset's order, so "0,1,2" and "bird,airplane,automobile" are one data identity.
+    classes: tuple[str, ...] | None = None
     # Where the data lives; not part of a run's identity (the same data can sit anywhere).
     data_dir: str | None = field(default=None, compare=False)
     cache_dir: str | None = field(default=None, compare=False)
@@ -40,8 +43,11 @@ class DataSpec:
     def identity(self) -> dict:
         """What of the data can change a result: its content (fingerprint), the skip-bad setting
         (which images are in it) and the subsets; not where it lies."""
-        return {"dataset": self.dataset, "image_size": self.image_size, "train_subset": self.train_subset,
-                "test_subset": self.test_subset, "skip_bad": self.skip_bad, "fingerprint": self.fingerprint}
+        identity = {"dataset": self.dataset, "image_size": self.image_size, "train_subset": self.train_subset,
+                    "test_subset": self.test_subset, "skip_bad": self.skip_bad, "fingerprint": self.fingerprint}
+        if self.classes is not None:  # only when given: every cell id of the whole dataset stays as it was
+            identity["classes"] = list(self.classes)
+        return identity
 
 
 @dataclass
@@ -128,7 +134,44 @@ def split_off(y: torch.Tensor, n: int, seed: int) -> tuple[torch.Tensor, torch.T
     return torch.nonzero(keep).flatten(), taken
 
 
+def resolve_classes(wanted, classes: list[str], name: str) -> tuple[str, ...]:
+    """The class names that `wanted` (names or indices) picks out of `classes`, in the dataset's
+    order; DataError (one line, naming the first unknown one and what there is) otherwise."""
+    picked = set()
+    for w in wanted:
+        if w in classes:
+            picked.add(classes.index(w))
+        elif w.isdigit() and int(w) < len(classes):
+            picked.add(int(w))
+        else:
+            shown = ", ".join(classes[:12]) + (f", ... ({len(classes)} in all)" if len(classes) > 12 else "")
+            raise DataError(f"--classes: {name} has no class {w!r}; give names or indices 0..{len(classes) - 1} "
+                            f"of: {shown}")
+    if len(picked) < 2:
+        raise DataError(f"--classes {','.join(wanted)}: names one class of {name}; a classifier needs at least 2")
+    return tuple(classes[i] for i in sorted(picked))
+
+
+def select_classes(data: ImageData, wanted) -> ImageData:
+    """Only the images of the chosen classes in every split, labelled 0..k-1 in the dataset's order.
+    The splits stay stratified: each class keeps all its images of each (stratified) split."""
+    names = resolve_classes(wanted, data.classes, data.name)
+    old = torch.tensor([data.classes.index(c) for c in names])
+    relabel = torch.full((data.num_classes,), -1, dtype=torch.long)
+    relabel[old] = torch.arange(len(old))
+    out = dataclasses.replace(data, classes=list(names))
+    for split in ("train", "val", "test"):
+        x, y = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
+        keep = torch.nonzero(relabel[y] >= 0).flatten()
+        setattr(out, f"{split}_x", x[keep])
+        setattr(out, f"{split}_y", relabel[y[keep]])
+    out.mean, out.std = channel_stats(out.train_x)  # the subset's own normalisation
+    return out
+
+
 def apply_subsets(data: ImageData, spec: DataSpec) -> ImageData:
+    if spec.classes is not None:
+        data = select_classes(data, spec.classes)
     for flag, n, y in (("--train-subset", spec.train_subset, data.train_y), ("--test-subset", spec.test_subset, data.test_y)):
         if n and n > len(y):
             raise DataError(f"{flag} {n} is larger than the {len(y)} {flag[2:-7]} images of {data.name}: "

@@ -22,7 +22,16 @@ METRICS = {"test_top1": "test top-1 accuracy (points)", "params_m": "parameters 
            "eval_single_scale_top1": "single-scale dense test top-1 (points)",
            "eval_multi_scale_top1": "multi-scale dense test top-1 (points)",
            "eval_multi_crop_top1": "multi-crop test top-1 (points)",
-           "eval_dense_multi_crop_top1": "dense + multi-crop test top-1 (points)"}
+           "eval_dense_multi_crop_top1": "dense + multi-crop test top-1 (points)",
+           # the pitfalls ablation's readings of one run's per-epoch history (records.readings)
+           "best_test_top1": "test top-1 at the epoch chosen on test (points)",
+           "test_at_val_epoch_top1": "test top-1 at the epoch chosen on val (points)",
+           "last_train_eval_top1": "top-1 on training images, last epoch (points)",
+           "last_val_top1": "held-out val top-1, last epoch (points)"}
+# How a claim's two sides are named where one case is read two ways (default: the metric's name
+# before " test").
+SHORT = {"best_test_top1": "epoch chosen on test", "test_at_val_epoch_top1": "epoch chosen on val",
+         "last_train_eval_top1": "'validation' on train", "last_val_top1": "held-out val"}
 
 
 def _claim_values(s: Setting, ablation: str, case: str, metric: str) -> dict[int, float]:
@@ -45,7 +54,7 @@ def comparison(c: dict) -> str:
     """How a claim's two sides are named: two cases, or two test methods of one case."""
     if "control_metric" not in c:
         return f"{c['treatment']} − {c['control']}"
-    name = {m: METRICS.get(m, m).split(" test")[0] for m in (c["metric"], c["control_metric"])}
+    name = {m: SHORT.get(m) or METRICS.get(m, m).split(" test")[0] for m in (c["metric"], c["control_metric"])}
     return f"{c['treatment']}: {name[c['metric']]} − {name[c['control_metric']]}"
 
 

@@ -15,7 +15,7 @@ from .budget import Budget
 from .overview import setting_title
 from .plots import plot_cost, plot_curves, plot_lr_sensitivity, save_figure, throughput_figure, tuning_rows
 from .references import reference_tables
-from .settings import Setting
+from .settings import Setting, dataset_text
 from .text import epochs_text, macs_unit, mean_std_text, mean_text, number, status_counts
 from .throughput import SPREAD_FLAG, ceiling_text, flag, rate_text, summarise
 
@@ -33,7 +33,7 @@ def section_setting(s: Setting, budget: Budget) -> list[Block]:
     lines = [f"- budget: **{budget.label}**",
              f"- profile: **{s.profile or 'unknown'}** ({source})" + described
              + (f"; overridden: {', '.join(s.overrides)}" if s.overrides else ""),
-             f"- dataset: **{cfg['data']['dataset']}** ({sizes}; {ds.get('classes', s.num_classes)} classes, "
+             f"- dataset: **{dataset_text(cfg['data'])}** ({sizes}; {ds.get('classes', s.num_classes)} classes, "
              f"{cfg['data']['image_size']}px; {ds.get('source', '')})",
              f"- training: {epochs_text(cfg['train']['epochs'])}, batch {cfg['train']['batch_size']}, schedule "
              f"{cfg['train']['schedule']}, weight decay {cfg['train']['weight_decay']:g}, "
@@ -95,6 +95,31 @@ def ablation_table(s: Setting, name: str) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+READINGS = [("test_at_val_epoch_top1", "test top-1 %, epoch chosen on val"),
+            ("best_test_top1", "test top-1 %, epoch chosen on test"),
+            ("last_val_top1", "held-out val top-1 %, last epoch"),
+            ("last_train_eval_top1", "'validation' on train top-1 %, last epoch")]
+
+
+def readings_table(s: Setting, name: str) -> pd.DataFrame:
+    """Per case, the readings of its runs' per-epoch histories (records.readings; the pitfalls
+    ablation): each protocol's number beside the mistaken one's, and the difference per seed. Empty
+    for an ablation whose records have none."""
+    df = s.rows[s.rows.ablation == name]
+    if not {c for c, _ in READINGS} <= set(df.columns):
+        return pd.DataFrame()
+    out = []
+    for case in ABLATIONS[name].cases:
+        g = df[(df.case == case.id) & df.best_test_top1.notna()]
+        if g.empty:
+            continue
+        num = lambda col: pd.to_numeric(g[col], errors="coerce")  # noqa: E731
+        out.append({"variant": case.id, **{label: mean_std_text(num(col)) for col, label in READINGS},
+                    "bias of choosing on test (points)": mean_std_text(num("best_test_top1") - num("test_at_val_epoch_top1")),
+                    "train − val gap (points)": mean_std_text(num("last_train_eval_top1") - num("last_val_top1"))})
+    return pd.DataFrame(out)
+
+
 def cost_table(s: Setting, name: str) -> pd.DataFrame:
     """Per case: size, compute, throughput as median (min–max) with its flag, time per epoch, wall time."""
     df = s.rows[s.rows.ablation == name]
@@ -139,11 +164,16 @@ def section_ablation(s: Setting, name: str, budget: Budget, figdir: Path) -> lis
     blocks = [heading(3, f"Ablation: {name}"), paragraph(ab.question),
               table_block(ablation_table(s, name),
                           f"test top-1 mean ± std over seeds (best in bold), Δ paired over seeds; n = {n_text} seeds "
-                          f"per case; {_budget_caption(s, budget)}{protocol}"),
-              table_block(cost_table(s, name),
-                          f"cost: throughput is the median of the seeds' timings with the extreme repeats; flagged "
-                          f"when (max − min) / median > {SPREAD_FLAG:g}; compute of this ablation {compute:.2f} h "
-                          "(a cell shared with other ablations counts in each)")]
+                          f"per case; {_budget_caption(s, budget)}{protocol}")]
+    readings = readings_table(s, name)
+    if len(readings):
+        blocks.append(table_block(readings, "readings of each run's per-epoch history (mean ± std over seeds): test at "
+                                            "the epoch chosen on val (the protocol) vs the best test epoch (chosen on "
+                                            "test), and held-out val vs top-1 on as many training images, last epoch"))
+    blocks.append(table_block(cost_table(s, name),
+                              f"cost: throughput is the median of the seeds' timings with the extreme repeats; flagged "
+                              f"when (max − min) / median > {SPREAD_FLAG:g}; compute of this ablation {compute:.2f} h "
+                              "(a cell shared with other ablations counts in each)"))
     thr = summarise(s, name)
     plots = []
     if ab.display.cost_plots:

@@ -24,7 +24,8 @@ from .text import epochs_text
 
 
 AXES_MODEL = sorted({k for a in ABLATIONS.values() for c in a.cases for k in c.model})
-AXES_TRAIN = sorted({k for a in ABLATIONS.values() for c in a.cases for k in c.train} | {"scale"})  # Case.scale too
+AXES_TRAIN = sorted({k for a in ABLATIONS.values() for c in a.cases for k in c.train}
+                    | {k for a in ABLATIONS.values() for k in a.train} | {"scale"})  # Case.scale too
 
 
 @dataclass
@@ -60,16 +61,22 @@ class Setting:
         prof = f"profile {self.profile}" if self.profile else "profile unknown"
         if self.overrides:
             prof += f" ({', '.join(self.overrides)})"
-        return (f"{prof}, dataset {cfg['data']['dataset']}, {epochs_text(cfg['train']['epochs'])}, {seed_text}, "
+        return (f"{prof}, dataset {dataset_text(cfg['data'])}, {epochs_text(cfg['train']['epochs'])}, {seed_text}, "
                 f"width {cfg['model']['width']:g}, {cfg['device']}")
 
 
     @property
     def short_caption(self) -> str:
         cfg = self.first["config"]
-        return (f"{self.profile or 'unknown profile'}, {cfg['data']['dataset']}, "
+        return (f"{self.profile or 'unknown profile'}, {dataset_text(cfg['data'])}, "
                 f"{epochs_text(cfg['train']['epochs'])}, "
                 f"{len(self.seeds)} seed{'s' * (len(self.seeds) != 1)}")
+
+
+def dataset_text(data: dict) -> str:
+    """The dataset as a caption names it, with its classes where a subset was chosen (--classes)."""
+    classes = data.get("classes")
+    return f"{data['dataset']} ({len(classes)} classes: {', '.join(classes)})" if classes else data["dataset"]
 
 
 def load_records(results_dir: str | Path) -> list[dict]:
@@ -153,6 +160,7 @@ def cases_of(record: dict, profile: str | None) -> list[tuple[str, str]]:
             # a case's training scale as its records store it (pixels at their crop, a JSON list)
             want_t["scale"] = [scale_px(v, model["image_size"]) for v in case.scale] if case.scale else None
             want_m.update(ab.model)  # fields the ablation fixes for all its cases (transfer: the weights' architecture)
+            want_t.update({k: case.train.get(k, v) for k, v in ab.train.items()})  # (pitfalls: its readings)
             if (all(model.get(k) == v for k, v in want_m.items()) and all(train_.get(k) == v for k, v in want_t.items())
                     and record["config"].get("evaluate", []) == list(case.evaluate)):
                 out.append((ab.name, case.id))
