@@ -137,3 +137,101 @@ def test_only_the_fixture_starts_a_session():
     assert {k: v for k, v in found.items() if v} == {}
     assert starts_a_session((ROOT / "tests" / "conftest.py").read_text()) != []
     assert starts_a_session('import sys\ncmd = [sys.executable, "-m", "pytest", "ablations", "-q"]\n') == [2]
+
+
+# --- the layout document (docs/development.md, "## Layout"): every module of vggbench/ named, none that is gone
+
+LAYOUT_DOC = ROOT / "docs" / "development.md"
+INDENT = 2    # spaces per folder level in the tree
+COLUMN = 21   # where a line's description starts, counted from its name
+
+
+def layout_entries(doc: str) -> list[tuple[int, str, int]]:
+    """(line number, path under vggbench/, indent) of every file and folder the layout tree names: the
+    lines under `vggbench/` in the first code block after "## Layout"; a folder is a name ending in "/",
+    its entries are indented one level more; "a.py, b.py" names two files."""
+    lines = doc.splitlines()
+    heading = next((i for i, line in enumerate(lines) if line.strip() == "## Layout"), None)
+    assert heading is not None, f'{LAYOUT_DOC.name} has no "## Layout" section: the tree of vggbench/ belongs there'
+    fences = [i for i in range(heading + 1, len(lines)) if lines[i].startswith("```")][:2]
+    assert len(fences) == 2, f'the "## Layout" section of {LAYOUT_DOC.name} has no code block with the tree'
+    out, folders, inside = [], [], False
+    for i in range(fences[0] + 1, fences[1]):
+        line = lines[i]
+        indent = len(line) - len(line.lstrip(" "))
+        if not line.strip():
+            continue
+        if indent == 0:
+            inside = line.split()[0] == "vggbench/"
+            continue
+        if not inside:
+            continue
+        level = indent // INDENT - 1
+        assert indent % INDENT == 0 and level <= len(folders), (
+            f"line {i + 1} of {LAYOUT_DOC.name}: indent entries by {INDENT} spaces per folder level")
+        del folders[level:]
+        for name in (n.strip() for n in re.split(r"\s{2,}", line.strip())[0].split(",")):
+            out.append((i + 1, "".join(folders) + name, indent))
+        if name.endswith("/"):
+            folders.append(name)
+    return out
+
+
+def layout_problems(doc: str, package: Path) -> list[str]:
+    """What the layout tree in `doc` gets wrong about `package`, each as the one edit that fixes it."""
+    entries = layout_entries(doc)
+    named = [path for _, path, _ in entries]
+    problems = [f"{LAYOUT_DOC.name} lines {', '.join(str(n) for n, p, _ in entries if p == path)}: the layout "
+                f"names vggbench/{path} more than once; keep one line"
+                for path in sorted({p for p in named if named.count(p) > 1})]
+    problems += [f"{LAYOUT_DOC.name} line {n}: the layout names vggbench/{path}, which does not exist; remove "
+                 f"that line (or rename it to the module that replaced it)"
+                 for n, path, _ in entries if not (package / path).exists()]
+    modules = sorted(p.relative_to(package).as_posix() for p in package.rglob("*.py")
+                     if p.name != "__init__.py" and "__pycache__" not in p.parts)
+    for module in (m for m in modules if m not in named):
+        *folders, name = module.split("/")
+        # the deepest folder of the module that the tree already has (vggbench/ itself at worst) ...
+        depth = next(d for d in range(len(folders), -1, -1) if d == 0 or "".join(f"{f}/" for f in folders[:d]) in named)
+        prefix = "".join(f"{f}/" for f in folders[:depth])
+        after = max((n for n, path, _ in entries if path.startswith(prefix)), default=None)
+        # ... then a line for each folder it lacks, and one for the module, each one level further in
+        new_lines = [(INDENT * (k + 1), f"{folders[k]}/", "holds") for k in range(depth, len(folders))]
+        new_lines.append((INDENT * (len(folders) + 1), name, "does"))
+        lines = " then ".join(f"`{(' ' * indent + entry).ljust(indent + COLUMN)}<what it {verb}>`"
+                              for indent, entry, verb in new_lines)
+        problems.append(f"vggbench/{module} is missing from the layout of {LAYOUT_DOC.relative_to(ROOT)}: add "
+                        f"{lines} after line {after} (under {'vggbench/' + prefix})")
+    return problems
+
+
+def test_the_layout_document_names_every_module():
+    problems = layout_problems(LAYOUT_DOC.read_text(), PACKAGE)
+    assert problems == [], "\n".join(problems)
+
+
+def test_the_layout_check_names_the_line_to_add_or_remove(tmp_path):
+    package = tmp_path / "pkg"
+    for module in ("a.py", "gone_soon.py", "report/__init__.py", "report/build.py", "report/new.py",
+                   "measurement/__init__.py", "measurement/speed.py", "notes.json"):
+        (package / module).parent.mkdir(parents=True, exist_ok=True)
+        (package / module).write_text("")
+    doc = ("# Development\n\n## Layout\n\nThe tree:\n\n```\nconftest.py            the plugin\nvggbench/\n"
+           "  a.py, gone_soon.py   two modules\n"      # line 10
+           "  report/              the report\n"       # line 11
+           "    build.py             the sections\n"   # line 12
+           "  old.py               moved away\n"       # line 13
+           "  notes.json           data\n"             # line 14
+           "  a.py                 again\n"            # line 15
+           "```\n")
+    assert layout_problems(doc, package) == [
+        "development.md lines 10, 15: the layout names vggbench/a.py more than once; keep one line",
+        "development.md line 13: the layout names vggbench/old.py, which does not exist; remove that line "
+        "(or rename it to the module that replaced it)",
+        "vggbench/measurement/speed.py is missing from the layout of docs/development.md: add "
+        "`  measurement/         <what it holds>` then `    speed.py             <what it does>` after line 15 "
+        "(under vggbench/)",
+        "vggbench/report/new.py is missing from the layout of docs/development.md: add "
+        "`    new.py               <what it does>` after line 12 (under vggbench/report/)"]
+    assert layout_problems(doc.replace("  old.py ", "    new.py").replace("  a.py                 again\n", "")
+                           .replace("  notes.json ", "  measurement/\n    speed.py \n  notes.json "), package) == []
