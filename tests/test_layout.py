@@ -235,3 +235,27 @@ def test_the_layout_check_names_the_line_to_add_or_remove(tmp_path):
         "`    new.py               <what it does>` after line 12 (under vggbench/report/)"]
     assert layout_problems(doc.replace("  old.py ", "    new.py").replace("  a.py                 again\n", "")
                            .replace("  notes.json ", "  measurement/\n    speed.py \n  notes.json "), package) == []
+
+
+# --- the README's set-up and test commands are what CI (.ci/run) runs
+
+def commands(text: str, section: str | None = None) -> set[str]:
+    """The pip and pytest command lines of `text` (of the code blocks of its Markdown `section` if given),
+    without comments, quotes, per-run paths and --durations, which CI adds."""
+    if section is not None:
+        text = text.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+        text = "\n".join(re.findall(r"```\w*\n(.*?)```", text, re.S))
+    out = set()
+    for line in text.splitlines():
+        line = re.sub(r"\s+#.*$|--durations=\S+|--results-dir \S+|[\"']", "", line).split()
+        if line[:1] == ["pytest"] or line[:4] == ["python", "-m", "pip", "install"]:
+            out.add(" ".join(line))
+    return out
+
+
+def test_the_readme_commands_are_what_ci_runs():
+    readme, ci = (ROOT / "README.md").read_text(), (ROOT / ".ci" / "run").read_text()
+    setup, tests = commands(readme, "Set-up"), commands(readme, "Tests")
+    assert setup == {"python -m pip install -e ."} and len(tests) == 3, (setup, tests)
+    assert setup | tests <= commands(ci), f"README commands CI does not run: {(setup | tests) - commands(ci)}"
+    assert not commands(readme.replace("-n 2", "-n 3"), "Tests") <= commands(ci)   # the check can fail
