@@ -33,6 +33,7 @@ from vggbench.cli import main
 from vggbench.data import ImageData, synthetic
 from vggbench.grid import ABLATIONS
 from vggbench.measure import count_params
+from vggbench.warmstart import FROM_A
 from vggbench.models import analytic_macs, build_model
 
 SEEDS = 3
@@ -90,8 +91,17 @@ def make_record(cell, epochs: int | None = None) -> dict:
                             flops={"gmacs": macs, "gflops": 2 * macs, "analytic_gmacs": macs, "fvcore_total_gmacs": macs},
                             throughput=made_up_throughput(1000 / (1 + 100 * macs), 3000 / (1 + 100 * macs)),
                             device="CPU: constructed x2 threads", train_batch_size=cell.train.batch_size,
-                            amp="float32", wall_s=1.0)
+                            amp="float32", wall_s=1.0, started=started_from(cell))
     return {**record, "commit": "abc1234", "created": "2026-01-01T00:00:00+00:00", "oom_retries": 0}
+
+
+def started_from(cell) -> dict | None:
+    """What run.execute keeps of the net a cell starts from (warmstart.py): its case and how it
+    ended, by the built-in truth (the from-A cells' A, random "paper" init, stalls)."""
+    if cell.start is None:
+        return None
+    return {"cell_id": cell.start.id, "case": cell.start.case, "status": accuracy(cell.start)[1],
+            "layers": list(FROM_A) if cell.start_layers == "from-A" else ["all"], "lr": cell.train.learning_rate}
 
 
 def made_up_throughput(train: float, infer: float) -> dict:
@@ -220,6 +230,7 @@ def test_verdicts_match_the_built_in_effects(built):
         "opt-sgd-vs-adam": "inconclusive",  # -3, +3, -1: noise
         "opt-sgd-vs-adagrad": "reproduced",
         "transfer-D-finetune": "not run",  # its cells (width 1, the paper's head) are another setting
+        "init-D-from-A": "cannot be judged",  # the A it starts from stalled (random "paper" init)
     }
     assert {k: v for k, v in judged.verdict.to_dict().items() if k in expected} == expected
     assert judged.loc["transfer-D-finetune", "why"] == "no records of D-finetune and D-scratch"
@@ -232,6 +243,40 @@ def test_verdicts_match_the_built_in_effects(built):
     assert judged.loc["depth-D-vs-A", "method"] == "paired t over 3 seeds"
     # E-paper seed 2 diverged: it counts at chance (10%), so the E init claims keep 3 pairs
     assert judged.loc["init-E-kaiming", "n"] == 3
+    assert judged.loc["init-D-from-A", "shown"] == "cannot be judged: A did not train"
+    page = built[1]["html"].read_text()   # coloured as a verdict of its own, in the tables and the counts
+    assert '<td class="cannot-be-judged">cannot be judged: A did not train</td>' in page
+    assert '<td class="cannot-be-judged">1 cannot be judged</td>' in page
+
+
+def test_a_claim_whose_start_net_did_not_train_cannot_be_judged(tmp_path):
+    """D-from-A starts from a trained A (the paper's protocol); where that A stalled, the claim about
+    D-from-A has lost its premise: "cannot be judged", with the reason, whatever the budget; counted."""
+    recs = write_grid(tmp_path, seeds=2, names=("init",))
+    claims = [c for c in load_references()["claims"] if c["id"] in ("init-D-from-A", "init-D-kaiming")]
+
+    def judged():
+        setting = group_settings(list(recs.values()))[0]
+        return judge_claims(setting, claims, budget.judge(setting)).set_index("id")
+
+    by_id = judged()
+    assert by_id.loc["init-D-from-A", "verdict"] == "cannot be judged"
+    assert by_id.loc["init-D-from-A", "shown"] == "cannot be judged: A did not train"
+    assert by_id.loc["init-D-from-A", "why"] == "D-from-A starts from A, which stalled (seeds 0, 1): the claim's premise failed"
+    assert by_id.loc["init-D-kaiming", "shown"] == "reproduced (not evidence)"   # no start net: judged as before
+    assert verdict_counts(by_id)["cannot be judged"] == 1
+    from_a = [r for r in recs.values() if r["case"] == "D-from-A"]
+    from_a[0]["start"]["status"] = "ok"    # one seed's A trained: the other's premise still failed
+    assert by_id.loc["init-D-from-A", "why"] != judged().loc["init-D-from-A", "why"] == (
+        f"D-from-A starts from A, which stalled (seed {from_a[1]['config']['seed']}): the claim's premise failed")
+    from_a[1]["start"]["status"] = "ok"    # A trained in every seed: judged like any claim
+    assert judged().loc["init-D-from-A", "shown"] == "reproduced (not evidence)"   # +50 built in
+    # an error record (its start cell failed) names the start only in its configuration: that cell's record says how it ended
+    a_cell = next(c for c in cells_for("init", Options(seeds=2)) if c.case == "D-from-A").start
+    recs[a_cell.id] = make_record(a_cell)   # stalled
+    del from_a[0]["start"]
+    from_a[0].update(status="error", result={})
+    assert judged().loc["init-D-from-A", "shown"] == "cannot be judged: A did not train"
 
 
 def test_shared_cells_count_in_every_ablation_they_belong_to(built):
@@ -347,7 +392,8 @@ def test_a_claim_without_runs_is_not_run_and_the_figure_has_a_row_per_claim(tmp_
     assert by_id.loc["opt-sgd-vs-adagrad", "verdict"] == "reproduced"
     assert by_id.loc["opt-sgd-vs-adagrad", "shown"] == "reproduced (not evidence)"   # 2 epochs: not adequate
     n = len(claims) - 2   # only the two optimizer claims have records
-    assert verdict_counts(judged) == {"reproduced": 1, "contradicted": 0, "inconclusive": 1, "not run": n}
+    assert verdict_counts(judged) == {"reproduced": 1, "contradicted": 0, "inconclusive": 1, "cannot be judged": 0,
+                                      "not run": n}
     fig = claims_figure(judged, "Setting 1", adequate=False)
     rows = [label.get_text() for label in fig.axes[0].get_yticklabels()]
     assert rows == [f"{c['id']}: {comparison(c)}" for c in claims]   # every claim, in order
@@ -355,7 +401,7 @@ def test_a_claim_without_runs_is_not_run_and_the_figure_has_a_row_per_claim(tmp_
     monkeypatch.setattr(figures, "load_setting_data", lambda s, data_dir, cache_dir=None: (None, "skipped"))
     md = build_report(tmp_path, tmp_path / "rep")["md"].read_text()
     assert ("| 1 reproduced (not evidence) | 0 contradicted (not evidence) | 1 inconclusive (not evidence) | "
-            f"{n} not run |") in md
+            f"0 cannot be judged | {n} not run |") in md
 
 
 def test_the_profile_comes_from_stored_provenance_and_inference_is_said(tmp_path, monkeypatch):

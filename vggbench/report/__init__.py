@@ -1,7 +1,8 @@
 """The results report: `vggbench report` turns whatever run records exist under <results>/runs/
 into report.md and a self-contained report.html (figures embedded as data URIs).
 
-First screen: each setting's verdicts (reproduced / contradicted / inconclusive / not run) under its
+First screen: each setting's verdicts (reproduced / contradicted / inconclusive / cannot be judged /
+not run) under its
 budget label (budget.py); then per setting its claims, one compact section per ablation that ran
 (Δ vs baseline, cost and throughput, curves, the reference tables the ablation's display names),
 sample images, feature maps and per-class accuracy; then the environment and links to the files.
