@@ -23,8 +23,10 @@ from vggbench.report.claims import METRICS, comparison, judge_claims, verdict_co
 from vggbench.report.per_class import confusion
 from vggbench.report.plots import claims_figure, throughput_figure
 from vggbench.report.references import load_references
+from vggbench.report.render import render_md
 from vggbench.report.sections import ablation_table, cost_table
 from vggbench.report.settings import group_settings
+from vggbench.report.summary import summary_blocks
 from vggbench.report.throughput import summarise
 from vggbench.cells import cells_for
 from vggbench.options import Options
@@ -279,6 +281,31 @@ def test_a_claim_whose_start_net_did_not_train_cannot_be_judged(tmp_path):
     assert judged().loc["init-D-from-A", "shown"] == "cannot be judged: A did not train"
 
 
+def test_the_verdict_summary_file_has_provenance_counts_budget_and_a_row_per_claim(tmp_path):
+    """verdicts.md (summary.py): per setting where its numbers come from, the counts per verdict
+    under its budget label, one row per claim; the same judgements as the report's."""
+    recs = write_grid(tmp_path, seeds=2, names=("init",))
+    for i, r in enumerate(sorted(recs.values(), key=lambda r: r["cell_id"])):  # cells ending 10 min apart, 60 s each
+        r.update(created=f"2026-01-01T{10 + i // 6:02d}:{10 * (i % 6):02d}:00+00:00", wall_s=60.0)
+    settings = group_settings(list(recs.values()))
+    claims = load_references()["claims"]
+    judge = {s.index: budget.judge(s) for s in settings}
+    judged = {s.index: judge_claims(s, claims, judge[s.index]) for s in settings}
+    md = render_md(summary_blocks(settings, judged, judge, tmp_path, tmp_path / "report", len(recs)), tmp_path / "report")
+    n = len(recs)
+    hours = (60 * ((n - 1) // 6) + 10 * ((n - 1) % 6) + 1) / 60   # the first cell's start (09:59) to the last one's end
+    assert md.startswith("# Verdict summary\n")
+    assert f"| abc1234 | CPU: constructed x2 threads | {hours:.2f} h | {n / 60:.2f} h | smoke (seeds 2) | 2 | not adequate: " in md
+    counts = verdict_counts(judged[1])
+    assert counts["cannot be judged"] == 1 and sum(counts.values()) == len(claims)
+    assert ("| " + " | ".join(counts) + " |\n|" + "|".join(["---:"] * len(counts)) + "|\n| "
+            + " | ".join(map(str, counts.values())) + " |") in md
+    rows = [line for line in md.splitlines() if line.startswith("| ") and line.split(" | ")[0][2:] in {c["id"] for c in claims}]
+    assert len(rows) == len(claims)
+    assert "| init-D-from-A | D-from-A − D-paper | " in md and "| cannot be judged: A did not train | D-from-A starts from A" in md
+    assert "| init-D-kaiming | D-kaiming − D-paper | " in md and "| reproduced (not evidence) | CI above 0 |" in md
+
+
 def test_shared_cells_count_in_every_ablation_they_belong_to(built):
     _, _, recs = built
     setting = group_settings(list(recs.values()))[0]
@@ -356,6 +383,7 @@ def test_cli_builds_the_report(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert "report:" in printed and (tmp_path / "out" / "report.html").is_file()
     assert (tmp_path / "out" / "report.md").is_file()
+    assert f"verdict summary: {tmp_path / 'out' / 'verdicts.md'}" in printed and (tmp_path / "out" / "verdicts.md").is_file()
 
 
 def test_references_are_consistent_with_the_grid():

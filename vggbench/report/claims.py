@@ -143,7 +143,8 @@ def verdict_counts(judged: pd.DataFrame) -> dict[str, int]:
     return {v: int(counts.get(v, 0)) for v in VERDICTS}
 
 
-def _ci(r) -> str:
+def effect_text(r) -> str:
+    """A judged claim's effect with its 95% interval, as the tables write it."""
     if not math.isfinite(r.effect):
         return "n/a"
     if r.metric == "params_m" and math.isfinite(r.low):
@@ -159,7 +160,7 @@ def section_claims(s: Setting, judged: pd.DataFrame, budget: Budget, figdir: Pat
         "claim": judged.claim,
         "reference (source)": [f"{r.reference} ({refs[r.source]['short']})" for r in judged.itertuples()],
         "comparison": judged.comparison, "metric": judged.metric.map(METRICS), "expected": judged.expect,
-        "measured effect [95% CI]": [_ci(r) for r in judged.itertuples()],
+        "measured effect [95% CI]": [effect_text(r) for r in judged.itertuples()],
         "interval": [r.method if r.verdict != NOT_RUN else "-" for r in judged.itertuples()],
         "runs (treatment / control)": judged.runs, "learning rates": judged.protocol, "verdict": judged.shown,
         "why": judged.why})

@@ -36,6 +36,7 @@ def section_summary(settings: list[Setting], judged: dict[int, pd.DataFrame], bu
               table_block(pd.DataFrame(rows), "claims per setting by verdict, and the setting's budget"),
               table_block(claims, "each claim's verdict per setting (grey: not evidence; details in each setting's "
                                   "Claims section)"),
+              paragraph("The same verdicts as a short file to link or quote: [verdicts.md](verdicts.md)."),
               paragraph(DEFINITION)]
     inferred = [str(s.index) for s in settings if s.inferred]
     if inferred:
