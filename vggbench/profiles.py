@@ -64,10 +64,10 @@ class Profile:
 # 47 / 39 / 36 % test top-1 in 84 s for the three cells; width 1/4 on 5,000 images, about the same
 # compute (98 s), reached 16 (stalled) / 38 / 34 %. Width 1/8 on 10,000 then trained every case tried
 # of depth, batchnorm and kernel (A, B, D, E; plain, BN, large kernels: 36-57 %) with no stall; the only stalls were the init ablation's
-# N(0, 0.01) and Xavier nets, whose train loss stayed at ln 10 = 2.303 for all 6 epochs when let run
+# normal (std 0.01) and Xavier nets, whose train loss stayed at ln 10 = 2.303 for all 6 epochs when let run
 # (a finding of that ablation, not a short budget: the paper's reason to start deep nets from A).
 # The full `pytest ablations --profile cpu --seeds 3` then took 38 minutes on the 2-core machine, every
-# cell ok but the init ablation's N(0, 0.01), Xavier and from-A nets (and the A they start from); the
+# cell ok but the init ablation's normal (std 0.01), Xavier and from-A nets (and the A they start from); the
 # validation curves still rise at the end (2.1 points per epoch), which the report says.
 # Test on 5,000 images (a standard error of about 0.7 points at 50 %), val the 5,000 held out.
 CPU_RECIPE = dict(width=0.125, train_subset=10_000, test_subset=5_000, epochs=6, batch_size=64)
