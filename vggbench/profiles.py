@@ -7,7 +7,9 @@ cpu            the real CIFAR-10 on a laptop: every ablation, 3 seeds, in about 
 cifar10        CIFAR-10 at full width with the linear head of the common CIFAR VGG code.
 tiny-imagenet  64x64, 200 classes (the setting of Tiny ImageNet VGG experiments).
 imagenet       the paper's setting: 224x224, 1000 classes, the 4096-4096 head, SGD 0.01 with the
-               divide-by-10-on-plateau schedule, batch 256, weight decay 5e-4, 74 epochs.
+               divide-by-10-on-plateau schedule, batch 256, weight decay 5e-4, 74 epochs, crops and
+               flips with the random RGB colour shift (section 3.1). The other profiles keep their
+               datasets' usual augmentation (crops and flips; smoke none): no colour shift.
 """
 from __future__ import annotations
 
@@ -105,6 +107,6 @@ PROFILES: dict[str, Profile] = {
     "imagenet": Profile(
         "imagenet", DataSpec("imagenet", 224),
         ModelSpec(width=1.0, num_classes=1000, image_size=224, head="paper"),
-        TrainSpec(epochs=74, batch_size=256, lr=0.01, schedule="plateau", weight_decay=5e-4),
+        TrainSpec(epochs=74, batch_size=256, lr=0.01, schedule="plateau", weight_decay=5e-4, colour_shift=True),
         bench_batch=64, description="ImageNet-1k, the paper's setting (multi-GPU)"),
 }
