@@ -26,7 +26,7 @@ from vggbench.report.references import load_references
 from vggbench.report.render import render_md
 from vggbench.report.sections import ablation_table, cost_table
 from vggbench.report.settings import group_settings
-from vggbench.report.summary import summary_blocks
+from vggbench.report.summary import own_seconds, summary_blocks, wall_time_h
 from vggbench.report.throughput import summarise
 from vggbench.cells import cells_for
 from vggbench.options import Options
@@ -304,6 +304,11 @@ def test_the_verdict_summary_file_has_provenance_counts_budget_and_a_row_per_cla
     assert len(rows) == len(claims)
     assert "| init-D-from-A | D-from-A − D-paper | " in md and "| cannot be judged: A did not train | D-from-A starts from A" in md
     assert "| init-D-kaiming | D-kaiming − D-paper | " in md and "| reproduced (not evidence) | CI above 0 |" in md
+    # an evaluation cell's record repeats its training's wall_s and created: its own time is the evaluation's
+    trained = {"created": "2026-01-01T10:00:00+00:00", "wall_s": 600.0}
+    evaluated = {**trained, "trained_by": "0123456789abcdef", "evaluation_s": 300.0}
+    assert (own_seconds(trained), own_seconds(evaluated)) == (600.0, 300.0)
+    assert wall_time_h([trained, evaluated]) == pytest.approx(0.25)   # 09:50 to 10:05
 
 
 def test_shared_cells_count_in_every_ablation_they_belong_to(built):

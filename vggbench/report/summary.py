@@ -18,16 +18,23 @@ from .text import rel
 FILE = "verdicts.md"
 
 
+def own_seconds(r: dict) -> float:
+    """A record's own compute: an evaluation cell's record (run.run_evaluation) repeats its training
+    cell's wall_s and `created`; its own time is the evaluation's."""
+    return float((r.get("evaluation_s") if r.get("trained_by") else r.get("wall_s")) or 0.0)
+
+
 def wall_time_h(recs: list[dict]) -> float | None:
     """Hours from the first cell's start to the last cell's end (each record's `created` less its
-    wall_s: what a session's clock saw, cells run side by side counted once); None without times."""
+    wall_s; an evaluation after its training's `created`): what a session's clock saw, cells run side
+    by side counted once. None without times."""
     spans = []
     for r in recs:
         try:
-            end = datetime.fromisoformat(str(r["created"]))
-            spans.append((end.timestamp() - float(r.get("wall_s") or 0.0), end.timestamp()))
+            t = datetime.fromisoformat(str(r["created"])).timestamp()
         except (KeyError, ValueError, TypeError):
             continue
+        spans.append((t, t + own_seconds(r)) if r.get("trained_by") else (t - own_seconds(r), t))
     return (max(e for _, e in spans) - min(s for s, _ in spans)) / 3600 if spans else None
 
 
@@ -38,7 +45,7 @@ def _values(recs: list[dict], key: str) -> str:
 def setting_header(s: Setting, budget: Budget) -> pd.DataFrame:
     """Where a setting's verdicts come from, one row of its records' provenance."""
     wall = wall_time_h(s.records)
-    compute = sum(float(r.get("wall_s") or 0.0) for r in s.records) / 3600
+    compute = sum(map(own_seconds, s.records)) / 3600
     profile = (s.profile or "unknown") + (f" ({', '.join(s.overrides)})" if s.overrides else "")
     return pd.DataFrame([{"commit": _values(s.records, "commit"), "machine": _values(s.records, "device"),
                           "wall time": "-" if wall is None else f"{wall:.2f} h", "compute": f"{compute:.2f} h",
