@@ -1,4 +1,4 @@
-"""Initialisation without batch norm: the paper's N(0, 0.01) vs Xavier vs Kaiming, on D and E. Cases: vggbench.grid.ABLATIONS["init"]."""
+"""Initialisation without batch norm: the paper's normal init (std 0.01) vs Xavier vs Kaiming, on D and E. Cases: vggbench.grid.ABLATIONS["init"]."""
 from vggbench.run import problems
 
 ABLATION = "init"

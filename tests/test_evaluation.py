@@ -92,8 +92,9 @@ def test_the_crop_grid_is_the_profiles_and_in_the_evaluation_cells_identity():
     from vggbench.profiles import PROFILES
 
     assert {p.crop_grid for name, p in PROFILES.items() if name != "smoke"} == {5}  # the paper's 5 x 5
-    cells = cells_for("evaluation", Options())
+    cells = [c for c in cells_for("evaluation", Options()) if "multi_crop" in c.evaluate]
     assert {c.config()["crop_grid"] for c in cells} == {2}  # smoke: 2 x 2
+    assert all("crop_grid" not in c.config() for c in cells_for("evaluation", Options()) if c not in cells)  # dense only
     assert {c.crop_grid for c in cells_for("scale", Options())} == {2}
     assert all("crop_grid" not in c.config() for c in cells_for("scale", Options()))  # single scale: no crops
     five = [dataclasses.replace(c, crop_grid=5) for c in cells]

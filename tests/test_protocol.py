@@ -42,7 +42,7 @@ def test_from_a_copies_exactly_the_mapped_layers_and_leaves_the_rest_at_their_in
     for name, (layer,) in ours.items():
         source = theirs[name][0] if name in FROM_A else init[name][0]
         assert torch.equal(layer.weight, source.weight) and torch.equal(layer.bias, source.bias), name
-    # the random layers are the paper's N(0, 0.01); the copied ones are A's
+    # the random layers are the paper's normal init (std 0.01); the copied ones are A's
     assert abs(ours["conv3_3"][0].weight.std().item() - INIT_STD["from-A"]) < 0.001
 
 
@@ -92,6 +92,12 @@ def test_scale_cases_map_the_papers_scales_and_s384_starts_from_s256_at_a_tenth(
     assert dataclasses.replace(ev, evaluate=(), ablation="scale").id == dataclasses.replace(
         by_case(cells, "D-S256-512"), evaluate=()).id
     assert ev.evaluate == ("single_scale", "multi_scale", "multi_crop", "dense_multi_crop")
+    # Table 4: every net of the scale ablation (fixed S too) is also tested multi-scale; no training of its own
+    evaluation = cells_for("evaluation", OPTS)
+    assert sorted(e.case for e in evaluation) == sorted(c.case for c in cells)
+    for e in evaluation:
+        assert dataclasses.replace(e, evaluate=()).id == dataclasses.replace(by_case(cells, e.case), evaluate=()).id
+        assert e.evaluate[:2] == ("single_scale", "multi_scale")
 
 
 def test_evaluation_at_the_training_scale_of_the_stored_size_is_the_image_itself():

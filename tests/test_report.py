@@ -23,8 +23,10 @@ from vggbench.report.claims import METRICS, comparison, judge_claims, verdict_co
 from vggbench.report.per_class import confusion
 from vggbench.report.plots import claims_figure, throughput_figure
 from vggbench.report.references import load_references
+from vggbench.report.render import render_md
 from vggbench.report.sections import ablation_table, cost_table
 from vggbench.report.settings import group_settings
+from vggbench.report.summary import own_seconds, summary_blocks, wall_time_h
 from vggbench.report.throughput import summarise
 from vggbench.cells import cells_for
 from vggbench.options import Options
@@ -33,6 +35,7 @@ from vggbench.cli import main
 from vggbench.data import ImageData, synthetic
 from vggbench.grid import ABLATIONS
 from vggbench.measure import count_params
+from vggbench.warmstart import FROM_A
 from vggbench.models import analytic_macs, build_model
 
 SEEDS = 3
@@ -41,7 +44,7 @@ BASE = {"A": 50.0, "A-LRN": 55.0, "B": 52.0, "C": 54.0, "D": 60.0, "E": 59.8}
 
 def accuracy(cell) -> tuple[float | None, str]:
     """The built-in truth: D beats A by 10, E ~ D, LRN +5 (contradicts "no better"), BN -5
-    (reversed), large kernels -4, N(0, 0.01) stalls at chance, Adam +-3 noise, Adagrad -10."""
+    (reversed), large kernels -4, the paper's init (std 0.01) stalls at chance, Adam +-3 noise, Adagrad -10."""
     m, t, s = cell.model, cell.train, cell.seed
     if m.init == "paper":
         if m.config == "E" and s == 2:
@@ -90,8 +93,17 @@ def make_record(cell, epochs: int | None = None) -> dict:
                             flops={"gmacs": macs, "gflops": 2 * macs, "analytic_gmacs": macs, "fvcore_total_gmacs": macs},
                             throughput=made_up_throughput(1000 / (1 + 100 * macs), 3000 / (1 + 100 * macs)),
                             device="CPU: constructed x2 threads", train_batch_size=cell.train.batch_size,
-                            amp="float32", wall_s=1.0)
+                            amp="float32", wall_s=1.0, started=started_from(cell))
     return {**record, "commit": "abc1234", "created": "2026-01-01T00:00:00+00:00", "oom_retries": 0}
+
+
+def started_from(cell) -> dict | None:
+    """What run.execute keeps of the net a cell starts from (warmstart.py): its case and how it
+    ended, by the built-in truth (the from-A cells' A, random "paper" init, stalls)."""
+    if cell.start is None:
+        return None
+    return {"cell_id": cell.start.id, "case": cell.start.case, "status": accuracy(cell.start)[1],
+            "layers": list(FROM_A) if cell.start_layers == "from-A" else ["all"], "lr": cell.train.learning_rate}
 
 
 def made_up_throughput(train: float, infer: float) -> dict:
@@ -220,6 +232,7 @@ def test_verdicts_match_the_built_in_effects(built):
         "opt-sgd-vs-adam": "inconclusive",  # -3, +3, -1: noise
         "opt-sgd-vs-adagrad": "reproduced",
         "transfer-D-finetune": "not run",  # its cells (width 1, the paper's head) are another setting
+        "init-D-from-A": "cannot be judged",  # the A it starts from stalled (random "paper" init)
     }
     assert {k: v for k, v in judged.verdict.to_dict().items() if k in expected} == expected
     assert judged.loc["transfer-D-finetune", "why"] == "no records of D-finetune and D-scratch"
@@ -232,6 +245,70 @@ def test_verdicts_match_the_built_in_effects(built):
     assert judged.loc["depth-D-vs-A", "method"] == "paired t over 3 seeds"
     # E-paper seed 2 diverged: it counts at chance (10%), so the E init claims keep 3 pairs
     assert judged.loc["init-E-kaiming", "n"] == 3
+    assert judged.loc["init-D-from-A", "shown"] == "cannot be judged: A did not train"
+    page = built[1]["html"].read_text()   # coloured as a verdict of its own, in the tables and the counts
+    assert '<td class="cannot-be-judged">cannot be judged: A did not train</td>' in page
+    assert '<td style="text-align:right" class="cannot-be-judged">1 cannot be judged</td>' in page
+
+
+def test_a_claim_whose_start_net_did_not_train_cannot_be_judged(tmp_path):
+    """D-from-A starts from a trained A (the paper's protocol); where that A stalled, the claim about
+    D-from-A has lost its premise: "cannot be judged", with the reason, whatever the budget; counted."""
+    recs = write_grid(tmp_path, seeds=2, names=("init",))
+    claims = [c for c in load_references()["claims"] if c["id"] in ("init-D-from-A", "init-D-kaiming")]
+
+    def judged():
+        setting = group_settings(list(recs.values()))[0]
+        return judge_claims(setting, claims, budget.judge(setting)).set_index("id")
+
+    by_id = judged()
+    assert by_id.loc["init-D-from-A", "verdict"] == "cannot be judged"
+    assert by_id.loc["init-D-from-A", "shown"] == "cannot be judged: A did not train"
+    assert by_id.loc["init-D-from-A", "why"] == "D-from-A starts from A, which stalled (seeds 0, 1): the claim's premise failed"
+    assert by_id.loc["init-D-kaiming", "shown"] == "reproduced (not evidence)"   # no start net: judged as before
+    assert verdict_counts(by_id)["cannot be judged"] == 1
+    from_a = [r for r in recs.values() if r["case"] == "D-from-A"]
+    from_a[0]["start"]["status"] = "ok"    # one seed's A trained: the other's premise still failed
+    assert by_id.loc["init-D-from-A", "why"] != judged().loc["init-D-from-A", "why"] == (
+        f"D-from-A starts from A, which stalled (seed {from_a[1]['config']['seed']}): the claim's premise failed")
+    from_a[1]["start"]["status"] = "ok"    # A trained in every seed: judged like any claim
+    assert judged().loc["init-D-from-A", "shown"] == "reproduced (not evidence)"   # +50 built in
+    # an error record (its start cell failed) names the start only in its configuration: that cell's record says how it ended
+    a_cell = next(c for c in cells_for("init", Options(seeds=2)) if c.case == "D-from-A").start
+    recs[a_cell.id] = make_record(a_cell)   # stalled
+    del from_a[0]["start"]
+    from_a[0].update(status="error", result={})
+    assert judged().loc["init-D-from-A", "shown"] == "cannot be judged: A did not train"
+
+
+def test_the_verdict_summary_file_has_provenance_counts_budget_and_a_row_per_claim(tmp_path):
+    """verdicts.md (summary.py): per setting where its numbers come from, the counts per verdict
+    under its budget label, one row per claim; the same judgements as the report's."""
+    recs = write_grid(tmp_path, seeds=2, names=("init",))
+    for i, r in enumerate(sorted(recs.values(), key=lambda r: r["cell_id"])):  # cells ending 10 min apart, 60 s each
+        r.update(created=f"2026-01-01T{10 + i // 6:02d}:{10 * (i % 6):02d}:00+00:00", wall_s=60.0)
+    settings = group_settings(list(recs.values()))
+    claims = load_references()["claims"]
+    judge = {s.index: budget.judge(s) for s in settings}
+    judged = {s.index: judge_claims(s, claims, judge[s.index]) for s in settings}
+    md = render_md(summary_blocks(settings, judged, judge, tmp_path, tmp_path / "report", len(recs)), tmp_path / "report")
+    n = len(recs)
+    hours = (60 * ((n - 1) // 6) + 10 * ((n - 1) % 6) + 1) / 60   # the first cell's start (09:59) to the last one's end
+    assert md.startswith("# Verdict summary\n")
+    assert f"| abc1234 | CPU: constructed x2 threads | {hours:.2f} h | {n / 60:.2f} h | smoke (seeds 2) | 2 | not adequate: " in md
+    counts = verdict_counts(judged[1])
+    assert counts["cannot be judged"] == 1 and sum(counts.values()) == len(claims)
+    assert ("| " + " | ".join(counts) + " |\n|" + "|".join(["---:"] * len(counts)) + "|\n| "
+            + " | ".join(map(str, counts.values())) + " |") in md
+    rows = [line for line in md.splitlines() if line.startswith("| ") and line.split(" | ")[0][2:] in {c["id"] for c in claims}]
+    assert len(rows) == len(claims)
+    assert "| init-D-from-A | D-from-A − D-paper | " in md and "| cannot be judged: A did not train | D-from-A starts from A" in md
+    assert "| init-D-kaiming | D-kaiming − D-paper | " in md and "| reproduced (not evidence) | CI above 0 |" in md
+    # an evaluation cell's record repeats its training's wall_s and created: its own time is the evaluation's
+    trained = {"created": "2026-01-01T10:00:00+00:00", "wall_s": 600.0}
+    evaluated = {**trained, "trained_by": "0123456789abcdef", "evaluation_s": 300.0}
+    assert (own_seconds(trained), own_seconds(evaluated)) == (600.0, 300.0)
+    assert wall_time_h([trained, evaluated]) == pytest.approx(0.25)   # 09:50 to 10:05
 
 
 def test_shared_cells_count_in_every_ablation_they_belong_to(built):
@@ -260,8 +337,9 @@ def test_too_few_seeds_is_inconclusive(tmp_path):
     setting = group_settings(list(recs.values()))[0]
     judged = judge_claims(setting, load_references()["claims"])
     # (transfer's cells are another setting: its claim has no records here)
-    accuracy_claims = judged[(judged.metric == "test_top1") & (judged.id != "transfer-D-finetune")]
+    accuracy_claims = judged[(judged.metric == "test_top1") & ~judged.id.isin(("transfer-D-finetune", "init-D-from-A"))]
     assert set(accuracy_claims.verdict) == {"inconclusive"}
+    assert judged.set_index("id").loc["init-D-from-A", "verdict"] == "cannot be judged"   # its A stalled: no verdict
     assert accuracy_claims.why.str.startswith("too few seeds").all()
 
 
@@ -311,6 +389,7 @@ def test_cli_builds_the_report(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert "report:" in printed and (tmp_path / "out" / "report.html").is_file()
     assert (tmp_path / "out" / "report.md").is_file()
+    assert f"verdict summary: {tmp_path / 'out' / 'verdicts.md'}" in printed and (tmp_path / "out" / "verdicts.md").is_file()
 
 
 def test_references_are_consistent_with_the_grid():
@@ -333,6 +412,17 @@ def test_references_are_consistent_with_the_grid():
     assert all(r["source"] in ref["sources"] for r in ref["cifar10"]["rows"])
     t3 = {r["config"]: r["top1_err"] for r in ref["paper_table3"]["rows"]}
     assert t3 == {"A": 29.6, "A-LRN": 29.7, "B": 28.7, "C": 28.1, "D": 27.0, "E": 27.3}
+    # Table 4 of arXiv:1409.1556 v6 (multi-scale dense test), every row; ours: the same trained nets tested multi-scale
+    t4 = {(r["config"], r["train_scale"], r["test_scales"]): (r["top1_err"], r["top5_err"]) for r in ref["paper_table4"]["rows"]}
+    fixed, jittered = ("224, 256, 288", "352, 384, 416"), "256, 384, 512"
+    assert t4 == {("B", "256", fixed[0]): (28.2, 9.6), ("C", "256", fixed[0]): (27.7, 9.2), ("C", "384", fixed[1]): (27.8, 9.2),
+                  ("C", "256-512", jittered): (26.3, 8.2), ("D", "256", fixed[0]): (26.6, 8.6),
+                  ("D", "384", fixed[1]): (26.5, 8.6), ("D", "256-512", jittered): (24.8, 7.5),
+                  ("E", "256", fixed[0]): (26.9, 8.7), ("E", "384", fixed[1]): (26.7, 8.6), ("E", "256-512", jittered): (24.8, 7.5)}
+    assert [r["ours"][1] for r in ref["paper_table4"]["rows"] if r["ours"]] == [
+        f"{c}-S{s}" for c in "CDE" for s in ("256", "384", "256-512")]
+    assert "arXiv:1409.1556 v6" in ref["sources"]["vgg"]["cite"]
+    assert "not reachable" not in json.dumps(ref) and "N(0" not in json.dumps(ref)   # the paper's text is quotable; stds as stds
 
 
 def test_a_claim_without_runs_is_not_run_and_the_figure_has_a_row_per_claim(tmp_path, monkeypatch):
@@ -347,7 +437,8 @@ def test_a_claim_without_runs_is_not_run_and_the_figure_has_a_row_per_claim(tmp_
     assert by_id.loc["opt-sgd-vs-adagrad", "verdict"] == "reproduced"
     assert by_id.loc["opt-sgd-vs-adagrad", "shown"] == "reproduced (not evidence)"   # 2 epochs: not adequate
     n = len(claims) - 2   # only the two optimizer claims have records
-    assert verdict_counts(judged) == {"reproduced": 1, "contradicted": 0, "inconclusive": 1, "not run": n}
+    assert verdict_counts(judged) == {"reproduced": 1, "contradicted": 0, "inconclusive": 1, "cannot be judged": 0,
+                                      "not run": n}
     fig = claims_figure(judged, "Setting 1", adequate=False)
     rows = [label.get_text() for label in fig.axes[0].get_yticklabels()]
     assert rows == [f"{c['id']}: {comparison(c)}" for c in claims]   # every claim, in order
@@ -355,7 +446,7 @@ def test_a_claim_without_runs_is_not_run_and_the_figure_has_a_row_per_claim(tmp_
     monkeypatch.setattr(figures, "load_setting_data", lambda s, data_dir, cache_dir=None: (None, "skipped"))
     md = build_report(tmp_path, tmp_path / "rep")["md"].read_text()
     assert ("| 1 reproduced (not evidence) | 0 contradicted (not evidence) | 1 inconclusive (not evidence) | "
-            f"{n} not run |") in md
+            f"0 cannot be judged | {n} not run |") in md
 
 
 def test_the_profile_comes_from_stored_provenance_and_inference_is_said(tmp_path, monkeypatch):
@@ -383,7 +474,7 @@ def test_budget_is_adequate_only_for_flat_curves_without_stalls(tmp_path):
     for r in recs.values():   # flat curves: val top-1 at its final value in every epoch
         for h in r["result"]["history"]:
             h["val_top1"] = r["result"].get("test", {}).get("top1", 10.0)
-    assert judge().adequate   # the init ablation's stalled N(0, 0.01) cells are its finding, not the budget's
+    assert judge().adequate   # the init ablation's stalled std-0.01 cells are its finding, not the budget's
     d_adam = next(r for r in recs.values() if r["case"] == "D-adam" and r["config"]["seed"] == 1)
     d_adam["status"] = "stalled"
     assert judge().reason == "1 cell stalled, diverged or unjudged: optimizer:D-adam seed 1 (stalled)"

@@ -9,7 +9,7 @@ from helpers import Killed, untimed
 from vggbench import notices, trainer
 from vggbench.checkpoint import Checkpoint
 from vggbench.loader import DeviceLoader, random_crop_flip
-from vggbench.models import build_model
+from vggbench.models import build_model, identity_fields
 from vggbench.trainer import TrainSpec, TrainSpecError, judge, train
 
 CPU = torch.device("cpu")
@@ -267,3 +267,42 @@ def test_unknown_policy_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown augmentation policy 'mixup'"):
         DeviceLoader(torch.zeros(4, 3, 32, 32, dtype=torch.uint8), torch.zeros(4, dtype=torch.long), 2,
                      (0, 0, 0), (1, 1, 1), CPU, policy="mixup")
+
+
+def test_colour_shift_is_the_pca_of_the_training_pixels_and_off_where_the_recipe_says_off(tiny):
+    """Section 3.1's random RGB colour shift (AlexNet's PCA lighting noise): per image, sum_i a_i l_i p_i
+    with a_i ~ normal(0, std 0.1) and (l_i, p_i) the eigenpairs of the training pixels' RGB covariance."""
+    from vggbench.data import pixel_pca
+    from vggbench.loader import COLOUR_STD, colour_shift
+    from vggbench.profiles import PROFILES
+
+    g = torch.Generator().manual_seed(0)
+    grey = torch.randint(40, 200, (64, 1, 16, 16), generator=g)   # correlated channels, as in photos
+    x = (grey + torch.randint(0, 40, (64, 3, 16, 16), generator=g) * torch.tensor([1, 2, 3]).view(1, 3, 1, 1)).to(torch.uint8)
+    values, vectors = pixel_pca(x)
+    pixels = x.double().div(255).transpose(0, 1).reshape(3, -1)
+    cov = torch.cov(pixels, correction=0)
+    torch.testing.assert_close((vectors.double() * values.double()) @ vectors.double().T, cov, rtol=1e-4, atol=1e-7)
+    assert values[0] > values[1] > values[2] > 0
+    # over many draws the shifts have the covariance P diag((0.1 l)^2) P^T and mean 0
+    shifts = colour_shift(200_000, values, vectors, torch.Generator().manual_seed(1)).double()
+    want = (vectors.double() * (COLOUR_STD * values.double()) ** 2) @ vectors.double().T
+    torch.testing.assert_close(torch.cov(shifts.T), want, rtol=0.02, atol=0.02 * want.abs().max().item())
+    assert shifts.mean(0).abs().max() < 0.01 * COLOUR_STD * values[0]
+    # in the loader: one shift per training image, the same over its pixels, in pixel units; val/test never
+    identity = dict(mean=(0, 0, 0), std=(1 / 255,) * 3, device=CPU, channels_last=False, augment=False)
+    y = torch.zeros(64, dtype=torch.long)
+    plain = next(iter(DeviceLoader(x, y, 64, train=True, seed=3, **identity)))[0]
+    shifted = next(iter(DeviceLoader(x, y, 64, train=True, seed=3, colour_pca=(values, vectors), **identity)))[0]
+    diff = shifted - plain
+    assert torch.allclose(diff, diff[:, :, :1, :1].expand_as(diff), atol=1e-3) and diff.abs().amax() > 0.1
+    assert torch.equal(plain, x.float()[torch.randperm(64, generator=torch.Generator().manual_seed(3))])   # off: unchanged
+    val = next(iter(DeviceLoader(x, y, 64, colour_pca=(values, vectors), **identity)))[0]
+    assert torch.equal(val, x.float())
+    # the recipe: the paper's (imagenet profile) has it; the others, and the spec's default, do not
+    assert {name for name, p in PROFILES.items() if p.train.colour_shift} == {"imagenet"}
+    assert "colour_shift" not in identity_fields(SPEC) and identity_fields(SPEC.replace(colour_shift=True))["colour_shift"]
+    # the trainer draws on the data's PCA, computed once and kept with the data
+    on, off = (train(model(), tiny, SPEC.replace(epochs=1, colour_shift=c), CPU, seed=0) for c in (True, False))
+    assert on["history"][0]["train_loss"] != off["history"][0]["train_loss"]
+    assert tiny.colour_pca() is tiny.colour_pca()

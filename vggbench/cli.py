@@ -172,7 +172,8 @@ def cmd_report(args) -> int:
 
     with working("vggbench report: reading the records, drawing the figures"):
         out = build_report(args.results_dir, args.out, data_dir=args.data_dir, cache_dir=args.cache_dir)
-    print(f"report: {out['html']} and {out['md']} ({out['tables']} tables, {len(out['figures'])} figures)")
+    print(f"report: {out['html']} and {out['md']} ({out['tables']} tables, {len(out['figures'])} figures); "
+          f"verdict summary: {out['verdicts']}")
     return 0
 
 

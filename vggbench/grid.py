@@ -78,7 +78,7 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
     Ablation("kernel", "Stacks of 3x3 convs vs one large kernel of the same receptive field (section 4.1).",
              _cases(*(Case(f"{c}-{k}", {"config": c, "kernels": k}) for c in ("B", "D") for k in ("3x3", "large"))),
              Display(cost_plots=True)),
-    Ablation("init", "Initialisation without BN: the paper's N(0, 0.01), its start from a trained net A (section 3.1), "
+    Ablation("init", "Initialisation without BN: the paper's normal init (std 0.01), its start from a trained net A (section 3.1), "
              "Xavier and Kaiming.",
              _cases(*(Case(f"{c}-{i}", {"config": c, "init": i, "batch_norm": False})
                       for c in ("D", "E") for i in ("paper", "from-A", "xavier", "kaiming"))),
@@ -90,10 +90,16 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
                       for name, s, start in (("S256", (256, 256), None), ("S384", (384, 384), "S256"),
                                              ("S256-512", (256, 512), "S384")))),
              Display(references=("paper_table3_scale",))),
-    Ablation("evaluation", "Test-time evaluation (paper Tables 4-5): one scale vs several, dense vs multi-crop vs "
-             "both, on D and E trained with scale jittering; one trained net evaluated every way.",
-             _cases(*(Case(f"{c}-S256-512", {"config": c}, scale=(256, 512), start=f"scale:{c}-S384", evaluate=METHODS)
-                      for c in ("D", "E"))),
+    Ablation("evaluation", "Test-time evaluation (paper Tables 4-5): one scale vs several (Q = S - 32, S, S + 32 for "
+             "a fixed S; 256, 384, 512 for S in [256, 512]) on C, D and E at every training scale, and dense vs "
+             "multi-crop vs both on D and E trained with scale jittering; each trained net is the scale "
+             "ablation's, evaluated every way (no training of its own).",
+             # Same model, scale and start as the scale ablation's cases: the same training cells (cells.Cell.config).
+             _cases(*(Case(f"{c}-{name}", {"config": c}, scale=s, start=start and f"scale:{c}-{start}",
+                           evaluate=METHODS if name == "S256-512" and c in ("D", "E") else ("single_scale", "multi_scale"))
+                      for c in ("C", "D", "E")
+                      for name, s, start in (("S256", (256, 256), None), ("S384", (384, 384), "S256"),
+                                             ("S256-512", (256, 512), "S384")))),
              Display(references=("paper_table4", "paper_table5"))),
     Ablation("optimizer", "SGD with momentum vs Adam vs Adagrad, each at its own learning rate, on D.",
              _cases(*(Case(f"D-{o}", {"config": "D"}, {"optimizer": o}) for o in ("sgd", "adam", "adagrad"))),

@@ -13,6 +13,8 @@ Why (the tricks, named):
   is read ahead by a background thread while the current one trains: on CUDA it is read into pinned
   memory and copied on a side stream the training stream then waits for, so neither the disk read
   nor the host-to-device copy leaves the GPU idle between chunks.
+- the paper's "random RGB colour shift" (section 3.1, AlexNet's PCA lighting noise): one draw per
+  image, added to every pixel as one batched matmul, where the training spec asks for it.
 - normalisation after augmentation, in float, in channels_last for convolution speed.
 No per-sample Python runs in the loop; the same code runs on CPU.
 """
@@ -88,6 +90,18 @@ def random_resized_crop(x: torch.Tensor, out_size: int, generator: torch.Generat
     return affine_crop(x, half_w, half_h, cx, cy, flip, out_size)
 
 
+COLOUR_STD = 0.1  # AlexNet's: each alpha_i ~ a normal of mean 0 and std 0.1
+
+
+def colour_shift(n: int, values: torch.Tensor, vectors: torch.Tensor, generator: torch.Generator,
+                 std: float = COLOUR_STD) -> torch.Tensor:
+    """The colour shift of n images (n x 3, in [0, 1] units): AlexNet's "to each RGB image pixel we
+    add [p1, p2, p3][a1 l1, a2 l2, a3 l3]^T", p_i and l_i the eigenvectors and eigenvalues of the
+    training pixels' RGB covariance (data.pixel_pca), a_i drawn once per image ~ normal(0, std)."""
+    alpha = torch.randn(n, 3, device=values.device, generator=generator) * std
+    return (alpha * values) @ vectors.T
+
+
 POLICIES = ("crop-flip", "scale-jitter", "random-resized-crop")
 
 
@@ -97,11 +111,14 @@ class DeviceLoader:
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, mean, std, device: torch.device,
                  train: bool = False, augment: bool = True, pad: int = 4, seed: int = 0,
                  channels_last: bool = True, policy: str = "auto", resident_bytes: int | None = None,
-                 scale: tuple[int, int] | None = None, crop: int | None = None):
+                 scale: tuple[int, int] | None = None, crop: int | None = None,
+                 colour_pca: tuple[torch.Tensor, torch.Tensor] | None = None):
         """policy: "auto" (crop-flip up to 64 px, scale-jitter above), or one of POLICIES.
         scale: the paper's training scale (Smin, Smax) in pixels, with `crop` the model's input size:
         training takes scale_jitter_crop's crops, evaluation the centre crop at Q = (Smin + Smax) / 2
         (the policy is then scale-jitter). None: the stored size is the model's.
+        colour_pca: (eigenvalues, eigenvectors) of the training pixels (data.pixel_pca): training
+        batches get the paper's colour shift (colour_shift); None: none.
         resident_bytes: the most image bytes kept on the device; larger data is read in chunks
         (default: everything on the device, except on CUDA where 40% of free memory is the limit)."""
         if scale is not None:
@@ -127,6 +144,7 @@ class DeviceLoader:
         self.std = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.colour = None if colour_pca is None or not train else tuple(t.to(device) for t in colour_pca)
 
     def __len__(self) -> int:
         n = len(self.y)
@@ -148,7 +166,10 @@ class DeviceLoader:
             xb = scale_jitter_crop(xb, size, self.generator)
         elif self.augment:
             xb = random_resized_crop(xb, size, self.generator)
-        return ((xb.float() - self.mean) / self.std).contiguous(memory_format=self.memory_format)
+        xb = xb.float()
+        if self.colour is not None:  # in pixel units (x 255), before normalisation, as AlexNet adds it
+            xb = xb + (255 * colour_shift(len(xb), *self.colour, self.generator)).view(-1, 3, 1, 1)
+        return ((xb - self.mean) / self.std).contiguous(memory_format=self.memory_format)
 
     def _chunks(self):
         """(images, labels) on the device: the whole set, or shuffled chunks of a host/memmap set,

@@ -9,7 +9,7 @@ Variant axes (all fields of `ModelSpec`):
   kernels     "3x3": the paper's stacks. "large": each block's stack is replaced by ONE conv whose
               receptive field equals the stack's: n 3x3 convs -> one (2n+1)x(2n+1) conv (1x1 convs
               add nothing). B-large is the paper's shallow 5x5 net (section 4.1).
-  init        "paper": N(0, 0.01) weights, zero biases: the paper's random init as He et al. (2015)
+  init        "paper": normal weights of mean 0 and std 0.01, zero biases: the paper's random init as He et al. (2015)
               and common reimplementations read "zero mean and 10^-2 variance" (a standard
               deviation of 0.01); "paper-variance": the words taken literally, variance 10^-2 (a
               standard deviation of 0.1); "xavier": Glorot uniform; "kaiming": He normal for ReLU

@@ -152,7 +152,7 @@ class Options:
                               pytest_only=True)
     image_size: int | None = option("image size in pixels: a multiple of 32 (overrides the profile's)", None,
                                     number(int, 32, "image size must be an integer >= 32, a multiple of 32"))
-    init: str | None = option("random init (overrides the profile's; the init ablation's cases keep theirs): paper = N(0, 0.01) "
+    init: str | None = option("random init (overrides the profile's; the init ablation's cases keep theirs): paper = normal, std 0.01 "
                               "(the paper's '10^-2 variance' read as a std of 0.01, as He et al. 2015 do); paper-variance "
                               "= the literal std of 0.1; xavier; kaiming; from-A = the paper's protocol (section 3.1): "
                               "B-E start from a trained A", None, choices=INITS)

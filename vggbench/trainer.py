@@ -70,6 +70,10 @@ class TrainSpec:
     # into the history (test_top1, train_eval_top1; records.readings). Never used for selection. In
     # the identity only when set (models.identity_fields): earlier cells keep their ids.
     readings: bool = field(default=False, metadata={"identity": "when_set"})
+    # The paper's "random RGB colour shift" (section 3.1; AlexNet's PCA lighting noise, loader.colour_shift)
+    # on training batches: part of the paper's recipe (the imagenet profile), off elsewhere. In the
+    # identity only when set: earlier cells keep their ids.
+    colour_shift: bool = field(default=False, metadata={"identity": "when_set"})
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -278,7 +282,8 @@ def train(model: nn.Module, data: ImageData, spec: TrainSpec, device: torch.devi
     mean, std = pretrained.normalization() if spec.pretrained else (data.mean, data.std)
     common = dict(mean=mean, std=std, device=device, channels_last=spec.channels_last,
                   resident_bytes=resident_bytes, scale=spec.scale, crop=model.spec.image_size)
-    train_loader = DeviceLoader(data.train_x, data.train_y, bs, train=True, augment=spec.augment, seed=seed, **common)
+    train_loader = DeviceLoader(data.train_x, data.train_y, bs, train=True, augment=spec.augment, seed=seed,
+                                colour_pca=data.colour_pca() if spec.colour_shift else None, **common)
     val_loader = DeviceLoader(data.val_x, data.val_y, bs, **common)
     test_loader = DeviceLoader(data.test_x, data.test_y, bs, **common)
     if spec.readings:  # "validation" on the training set, as some write-ups did: as many images as val

@@ -6,8 +6,9 @@
   synthetic.py  the embedded default dataset
 """
 from .registry import DATASETS, fingerprint, load_data, resident_bytes
-from .spec import DataError, DataSpec, ImageData, apply_subsets, channel_stats, split_off, stratified_subset
+from .spec import (DataError, DataSpec, ImageData, apply_subsets, channel_stats, pixel_pca, split_off,
+                   stratified_subset)
 
 __all__ = ["DATASETS", "DataError", "DataSpec", "ImageData", "apply_subsets", "channel_stats", "fingerprint", "load_data",
-           "resident_bytes",
+           "pixel_pca", "resident_bytes",
            "split_off", "stratified_subset"]

@@ -66,6 +66,9 @@ class ImageData:
     origin: str = ""        # where it came from: "parquet directory /data/cifar10", "hub owner/name@main"
     fingerprint: str = ""   # content_digest of the whole decoded data set (before subsets); for the
                             # embedded set, a digest of what generates it (registry._synthetic_fingerprint)
+    # pixel_pca of train_x, once per data set (colour_pca); init=False: dataclasses.replace (subsets,
+    # chosen classes) starts a copy without it, never with another split's
+    _pca: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def num_classes(self) -> int:
@@ -77,6 +80,13 @@ class ImageData:
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train_y), "val": len(self.val_y), "test": len(self.test_y)}
+
+    def colour_pca(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The PCA of the training pixels' RGB values that the colour shift draws on (pixel_pca),
+        computed the first time a run asks for it and kept with the data."""
+        if self._pca is None:
+            self._pca = pixel_pca(self.train_x)
+        return self._pca
 
 
 def content_digest(classes: list[str], splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
@@ -106,6 +116,25 @@ def channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...]
     mean = s / n
     std = (s2 / n - mean**2).clamp_min(0).sqrt()
     return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def pixel_pca(x: torch.Tensor, images: int = 10_000, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """(eigenvalues, eigenvectors as columns), largest first, of the 3 x 3 covariance of the RGB values
+    in [0, 1] units of the pixels of a uint8 N x 3 x H x W tensor: AlexNet's "PCA on the set of RGB
+    pixel values throughout the training set", for its colour shift (loader.colour_shift). At most
+    `images` images, spread evenly (an ImageNet-sized set: 10,000 images are billions of pixels)."""
+    pick = torch.linspace(0, len(x) - 1, min(len(x), images)).long()
+    s = torch.zeros(3, dtype=torch.float64)
+    ss = torch.zeros(3, 3, dtype=torch.float64)
+    n = 0
+    for i in range(0, len(pick), chunk):
+        c = x[pick[i:i + chunk]].to(torch.float64).div_(255).transpose(0, 1).reshape(3, -1)  # 3 x pixels
+        s += c.sum(1)
+        ss += c @ c.T
+        n += c.shape[1]
+    mean = s / n
+    values, vectors = torch.linalg.eigh(ss / n - torch.outer(mean, mean))  # ascending
+    return values.flip(0).clamp_min(0).float(), vectors.flip(1).float()
 
 
 def stratified_subset(y: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:

@@ -1,7 +1,9 @@
 """The results report: `vggbench report` turns whatever run records exist under <results>/runs/
-into report.md and a self-contained report.html (figures embedded as data URIs).
+into report.md, a self-contained report.html (figures embedded as data URIs) and verdicts.md (the
+verdict summary).
 
-First screen: each setting's verdicts (reproduced / contradicted / inconclusive / not run) under its
+First screen: each setting's verdicts (reproduced / contradicted / inconclusive / cannot be judged /
+not run) under its
 budget label (budget.py); then per setting its claims, one compact section per ablation that ran
 (Δ vs baseline, cost and throughput, curves, the reference tables the ablation's display names),
 sample images, feature maps and per-class accuracy; then the environment and links to the files.
@@ -21,6 +23,7 @@ One module per job:
   text.py        numbers, anchors and paths as the report's text
   blocks.py      the report as a list of blocks
   render.py      blocks -> Markdown (markdown-it-py) -> HTML (templates/report.html.j2)
+  summary.py     verdicts.md: the verdict summary with its provenance
   build.py       build_report: the sections in order
 """
 from .build import build_report

@@ -1,7 +1,9 @@
 """The claims of the paper and later work (vggbench/references.json), each judged from our seeds
 with vggbench.stats: the effect treatment − control with its 95% interval and a verdict. A claim
-none of whose two sides has records is "not run"; a verdict of a setting whose budget is not
-adequate (budget.py) is shown as "not evidence"."""
+none of whose two sides has records is "not run"; one whose premise failed (a side's nets start from
+another cell's trained net, e.g. D from a trained A, and that net did not train) "cannot be judged",
+with the reason; a verdict of a setting whose budget is not adequate (budget.py) is shown as "not
+evidence"."""
 from __future__ import annotations
 
 import math
@@ -16,7 +18,7 @@ from .plots import claims_figure, save_figure
 from .references import load_references, same_scale
 from .settings import Setting
 from .text import number, status_counts
-from .verdicts import NOT_EVIDENCE, NOT_RUN, VERDICTS
+from .verdicts import CANNOT_JUDGE, NOT_EVIDENCE, NOT_RUN, VERDICTS
 
 METRICS = {"test_top1": "test top-1 accuracy (points)", "params_m": "parameters (millions)",
            "eval_single_scale_top1": "single-scale dense test top-1 (points)",
@@ -62,9 +64,42 @@ def _case_status(s: Setting, ablation: str, case: str) -> str:
     return status_counts(s.rows[(s.rows.ablation == ablation) & (s.rows.case == case)].status)
 
 
+# A start net with one of these statuses did not train: a net started from it tests something else.
+DID_NOT_TRAIN = ("stalled", "diverged", "error")
+
+
+def failed_starts(s: Setting, ablation: str, case: str) -> dict[tuple[str, str], list[int]]:
+    """(start case, its status) -> seeds, for the records of a case whose nets start from another
+    cell's trained net (warmstart.py) that did not train. The status is the one the record kept when
+    the net started (run.execute's "start"); an error record (its start failed) names the start cell
+    in its configuration only: that cell's own record says how it ended."""
+    by_id = {r.get("cell_id"): r for r in s.records}
+    out: dict[tuple[str, str], list[int]] = {}
+    for row in s.rows[(s.rows.ablation == ablation) & (s.rows.case == case)].itertuples(index=False):
+        record = by_id.get(row.cell_id) or {}
+        start = record.get("start") or by_id.get((record.get("config", {}).get("start") or {}).get("cell"))
+        if start and start.get("status") in DID_NOT_TRAIN:
+            out.setdefault((start.get("case") or "its start net", start["status"]), []).append(int(row.seed))
+    return out
+
+
+def _premise(s: Setting, c: dict) -> tuple[str, str] | None:
+    """(shown, why) of a claim that cannot be judged because a side's start net did not train, or None."""
+    failed = {}
+    for side in dict.fromkeys((c["treatment"], c["control"])):
+        for (start, status), seeds in failed_starts(s, c["ablation"], side).items():
+            failed.setdefault(start, []).append(f"{side} starts from {start}, which {status} "
+                                                f"(seed{'s' * (len(seeds) != 1)} {', '.join(map(str, sorted(seeds)))})")
+    if not failed:
+        return None
+    names = " and ".join(failed)
+    return (f"{CANNOT_JUDGE}: {names} did not train",
+            "; ".join(w for ws in failed.values() for w in ws) + ": the claim's premise failed")
+
+
 def judge_claims(s: Setting, claims: list[dict], budget: Budget | None = None) -> pd.DataFrame:
-    """One row per claim: our effect with its interval, the verdict (vggbench.stats, or "not run"),
-    and `shown`: the verdict as the report shows it under the setting's budget."""
+    """One row per claim: our effect with its interval, the verdict (vggbench.stats, "not run" or
+    "cannot be judged"), and `shown`: the verdict as the report shows it under the setting's budget."""
     sources = load_references()["sources"]
     rows = []
     for c in claims:
@@ -78,6 +113,8 @@ def judge_claims(s: Setting, claims: list[dict], budget: Budget | None = None) -
             missing = " and ".join(x for x, vals in ((c["treatment"], t), (c["control"], k)) if not vals)
             v, why = NOT_RUN, f"no records of {missing}"
         shown = v if v == NOT_RUN or budget is None or budget.adequate else f"{v} ({NOT_EVIDENCE})"
+        if v != NOT_RUN and (premise := _premise(s, c)) is not None:
+            v, (shown, why) = CANNOT_JUDGE, premise
         ref = c.get("reference_effect")
         rows.append({"id": c["id"], "claim": c["claim"], "reference": c["reference"], "source": c["source"],
                      "comparison": comparison(c), "metric": c["metric"],
@@ -106,7 +143,8 @@ def verdict_counts(judged: pd.DataFrame) -> dict[str, int]:
     return {v: int(counts.get(v, 0)) for v in VERDICTS}
 
 
-def _ci(r) -> str:
+def effect_text(r) -> str:
+    """A judged claim's effect with its 95% interval, as the tables write it."""
     if not math.isfinite(r.effect):
         return "n/a"
     if r.metric == "params_m" and math.isfinite(r.low):
@@ -122,7 +160,7 @@ def section_claims(s: Setting, judged: pd.DataFrame, budget: Budget, figdir: Pat
         "claim": judged.claim,
         "reference (source)": [f"{r.reference} ({refs[r.source]['short']})" for r in judged.itertuples()],
         "comparison": judged.comparison, "metric": judged.metric.map(METRICS), "expected": judged.expect,
-        "measured effect [95% CI]": [_ci(r) for r in judged.itertuples()],
+        "measured effect [95% CI]": [effect_text(r) for r in judged.itertuples()],
         "interval": [r.method if r.verdict != NOT_RUN else "-" for r in judged.itertuples()],
         "runs (treatment / control)": judged.runs, "learning rates": judged.protocol, "verdict": judged.shown,
         "why": judged.why})
@@ -134,7 +172,8 @@ def section_claims(s: Setting, judged: pd.DataFrame, budget: Budget, figdir: Pat
                         "are paired t intervals over the seeds both variants share (Welch's t when they share none), "
                         "95%; with 2 seeds the t interval has 1 degree of freedom (×12.7 the standard error). "
                         "Diverged "
-                        "runs count at chance accuracy. *not_greater* claims (\"no better than\") use a practical "
+                        "runs count at chance accuracy. A claim whose nets start from another cell's trained net "
+                        "that did not train (D from a net A that stalled) *cannot be judged*: its premise failed. *not_greater* claims (\"no better than\") use a practical "
                         "margin. Reference figures and their sources are in `vggbench/references.json`."),
               table_block(table, f"claims judged on setting {s.index}")]
     fig = claims_figure(judged, f"Setting {s.index}: {s.short_caption}", budget.adequate)

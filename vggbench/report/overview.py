@@ -13,7 +13,7 @@ from .budget import DEFINITION, Budget
 from .claims import verdict_counts
 from .settings import Setting
 from .text import number, rel, slug
-from .verdicts import NOT_EVIDENCE, NOT_RUN
+from .verdicts import CANNOT_JUDGE, NOT_EVIDENCE, NOT_RUN
 
 
 def section_summary(settings: list[Setting], judged: dict[int, pd.DataFrame], budgets: dict[int, Budget],
@@ -25,7 +25,7 @@ def section_summary(settings: list[Setting], judged: dict[int, pd.DataFrame], bu
         grey = "" if b.adequate else f" ({NOT_EVIDENCE})"
         rows.append({"setting": f"[{s.index}: {s.short_caption}](#{slug(setting_title(s))})",
                      "records": len(s.records), "budget": b.label,
-                     **{v: f"{n} {v}" + ("" if v == NOT_RUN else grey) for v, n in counts.items()}})
+                     **{v: f"{n} {v}" + ("" if v in (NOT_RUN, CANNOT_JUDGE) else grey) for v, n in counts.items()}})
     claims = judged[settings[0].index][["id", "comparison"]].copy()
     for s in settings:
         claims[f"setting {s.index}"] = judged[s.index].shown.values
@@ -36,6 +36,7 @@ def section_summary(settings: list[Setting], judged: dict[int, pd.DataFrame], bu
               table_block(pd.DataFrame(rows), "claims per setting by verdict, and the setting's budget"),
               table_block(claims, "each claim's verdict per setting (grey: not evidence; details in each setting's "
                                   "Claims section)"),
+              paragraph("The same verdicts as a short file to link or quote: [verdicts.md](verdicts.md)."),
               paragraph(DEFINITION)]
     inferred = [str(s.index) for s in settings if s.inferred]
     if inferred:

@@ -13,7 +13,7 @@ from ..grid import ABLATIONS
 from ..trainer import DIVERGE_FACTOR
 from .settings import Setting
 from .throughput import flag
-from .verdicts import GREY, NOT_EVIDENCE, NOT_RUN, VERDICT_COLOURS
+from .verdicts import CANNOT_JUDGE, GREY, NOT_EVIDENCE, NOT_RUN, VERDICT_COLOURS
 from .text import macs_unit, number, status_counts
 
 
@@ -173,7 +173,7 @@ def claims_figure(judged: pd.DataFrame, title: str, adequate: bool) -> Figure:
     the budget is not adequate); other metrics and claims not run are written on their row.
     Intervals beyond the axis end in an arrow; a reference effect is drawn only on its own scale."""
     df = judged.reset_index(drop=True)
-    acc = df[(df.metric == "test_top1") & df.effect.apply(lambda v: math.isfinite(number(v)))]
+    acc = df[(df.metric == "test_top1") & (df.verdict != CANNOT_JUDGE) & df.effect.apply(lambda v: math.isfinite(number(v)))]
     points = pd.concat([acc.effect, acc.reference_effect.dropna()]).astype(float)
     lo, hi = (points.min(), points.max()) if len(points) else (-1.0, 1.0)
     pad = max(2.0, 0.6 * (hi - lo))
@@ -183,8 +183,9 @@ def claims_figure(judged: pd.DataFrame, title: str, adequate: bool) -> Figure:
         ax = ax[0, 0]
         for i, r in df.iterrows():
             colour = VERDICT_COLOURS.get(r.verdict, GREY) if adequate else GREY
-            if r.verdict == NOT_RUN:
-                ax.annotate("not run", (lo, i), xytext=(4, -3), textcoords="offset points", fontsize=7, color=GREY)
+            if r.verdict in (NOT_RUN, CANNOT_JUDGE):  # no judgement: its words, no effect drawn
+                ax.annotate(r.shown if r.verdict == CANNOT_JUDGE else NOT_RUN, (lo, i), xytext=(4, -3),
+                            textcoords="offset points", fontsize=7, color=VERDICT_COLOURS[r.verdict])
                 continue
             if r.metric != "test_top1" or not math.isfinite(number(r.effect)):
                 text = (f"{METRIC_WORDS.get(r.metric, r.metric)}: {r.effect:+.3g} (see table)"
@@ -208,8 +209,10 @@ def claims_figure(judged: pd.DataFrame, title: str, adequate: bool) -> Figure:
         refs = "x = reference effect (same dataset)" if df.reference_effect.notna().any() else \
             "reference effects are on another dataset: not drawn"
         ax.set_xlabel(f"effect on test top-1 (points), 95% CI; ◀ ▶ interval clipped; {refs}", fontsize=8)
-        legend = ({v: c for v, c in VERDICT_COLOURS.items() if v != NOT_RUN} if adequate
+        legend = ({v: c for v, c in VERDICT_COLOURS.items() if v not in (NOT_RUN, CANNOT_JUDGE)} if adequate
                   else {f"{NOT_EVIDENCE}: the budget is not adequate": GREY})
+        if (df.verdict == CANNOT_JUDGE).any():
+            legend[f"{CANNOT_JUDGE}: a start net did not train"] = VERDICT_COLOURS[CANNOT_JUDGE]
         for v, colour in legend.items():
             ax.plot([], [], "o-", color=colour, label=v)
         ax.legend(loc="upper left", bbox_to_anchor=(1, 1), fontsize=7)

@@ -18,7 +18,7 @@ from markupsafe import Markup
 
 from .blocks import Block
 from .text import slug, unique_slugs, without_absolute_paths
-from .verdicts import NOT_EVIDENCE, VERDICT_COLOURS
+from .verdicts import CANNOT_JUDGE, NOT_EVIDENCE, VERDICT_COLOURS
 
 # a cell that starts with a number (after an optional bold marker or sign) is right-aligned
 _NUMBER = re.compile(r"^\**[-+−]?(\d[\d,]*(\.\d*)?|\.\d+)")
@@ -79,6 +79,8 @@ def _verdict_class(text: str) -> str | None:
     text = re.sub(r"^\d+ ", "", text)   # a count of verdicts ("3 reproduced") is coloured as the verdict
     if text.endswith(f"({NOT_EVIDENCE})"):
         return slug(NOT_EVIDENCE)
+    if text.startswith(f"{CANNOT_JUDGE}:"):   # "cannot be judged: A did not train"
+        return slug(CANNOT_JUDGE)
     return slug(text) if text in VERDICT_COLOURS else None
 
 
