@@ -143,7 +143,7 @@ def failed_tuning(tmp_path_factory):
     (cell,) = cells_for("depth", opts, ("depth:A",))
     status.save_selection(results, [cell])
     states = [status.status(results).iloc[0].to_dict()]
-    run_cell(tuning.tuning_cells(cell)[0], results)
+    run_cell(cell.tuning_cells()[0], results)
     states.append(status.status(results).iloc[0].to_dict())
     with notices.collecting() as said:
         record = run_cell(cell, results)

@@ -84,8 +84,10 @@ def set_aside(path: str | os.PathLike, what: str, why: str = "corrupt (checksum 
 # of the same for a nested object. A key with a leading "?" may be absent or null (a spec field
 # added since a record was written: the report fills in its default).
 NUMBER = (int, float)
+# 2: "cases", the table rows a record is (memberships); 1 (no "schema"): written before.
+SCHEMA_VERSION = 2
 SCHEMA = {
-    "cell_id": str, "status": str,
+    "cell_id": str, "status": str, "?schema": int, "?cases": list,
     "config": {"seed": int, "device": str,
                "model": {"config": str, "batch_norm": bool, "kernels": str, "init": str, "head": str,
                          "width": NUMBER, "?num_classes": int, "?image_size": int},
@@ -176,6 +178,22 @@ def read_record(path: str | os.PathLike, set_aside_corrupt: bool = False, check:
     return None
 
 
+def memberships(record: dict) -> list[dict] | None:
+    """The rows of the ablations' tables a record is: [{"ablation", "case", "tuned"}] (cells.Cell.membership),
+    added by every session that ran or reused its cell as a row; [] for a cell that is only needed
+    by others (a start net, a tuning rate, the training of an evaluation cell). None for a record
+    written before memberships were recorded (schema 1): where it goes is the reader's to say."""
+    return record["cases"] if record.get("schema", 1) >= 2 and isinstance(record.get("cases"), list) else None
+
+
+def with_membership(record: dict, membership: dict | None) -> dict:
+    """The record (of the current schema) with `membership` (a row it is, or None) among its rows."""
+    rows = memberships(record) or []
+    if membership is not None and membership not in rows:
+        rows = rows + [membership]
+    return {**record, "schema": SCHEMA_VERSION, "cases": rows}
+
+
 def provenance(record: dict) -> dict:
     """How a record was made (outside its hash): {"profile", "overrides" {option: value as given},
     "data_source" {"dataset", "data_dir", "origin"}, "resumed", "resumed_from_epoch", "attempts",
@@ -247,17 +265,18 @@ def readings(history: list[dict]) -> dict:
             "last_val_top1": last["val_top1"], "last_train_eval_top1": last.get("train_eval_top1")}
 
 
-def flatten(record: dict, ablation: str, case: str) -> dict:
-    """One table row of a record as seen from one ablation case."""
+def flatten(record: dict, row: dict) -> dict:
+    """One table row of a record as the row `row` of an ablation's table ({"ablation", "case",
+    "tuned"}: one of its memberships, or cells.Cell.membership of the cell that read it)."""
     cfg, res = record["config"], record.get("result", {})
     m, t = cfg["model"], cfg["train"]
     test = res.get("test", {})
     thr = record.get("throughput", {})
     return {
-        "ablation": ablation, "case": case, "seed": cfg["seed"], "config": m["config"],
+        "ablation": row["ablation"], "case": row["case"], "seed": cfg["seed"], "config": m["config"],
         "batch_norm": m["batch_norm"], "kernels": m["kernels"], "init": m["init"], "head": m["head"],
         "width": m["width"], "optimizer": t["optimizer"], "transfer": t.get("transfer", "scratch"),
-        "lr": record.get("lr"), "tuned": tuned(record.get("tuning")), "epochs": t["epochs"], "epochs_run": res.get("epochs_run"),
+        "lr": record.get("lr"), "tuned": bool(row["tuned"]), "epochs": t["epochs"], "epochs_run": res.get("epochs_run"),
         "status": record.get("status"), "params": record.get("params"),
         "trainable_params": record.get("trainable_params"), "gmacs": record.get("gmacs"), "gflops": record.get("gflops"),
         "train_images_per_s": thr.get("train", {}).get("images_per_s"),

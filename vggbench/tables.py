@@ -56,8 +56,8 @@ def aggregate(results_dir: str | os.PathLike, ablations, opts: Options) -> dict[
         for cell in cells_for(name, opts):
             cell = tuning.resolve(cell, results_dir)  # a tuned case: its record is at the rate chosen
             rec = records.read_record(records.record_path(results_dir, cell.id)) if cell is not None else None
-            if rec is not None:
-                rows.append({**records.flatten(rec, name, cell.case), "tuned": records.tuned(cell.tuning)})
+            if rec is not None:  # the row as the cell is one (the run wrote the same into the record)
+                rows.append(records.flatten(rec, cell.membership()))
         df = records.table(rows)
         records.write_table(df, results_dir / f"{name}.csv")
         tables[name] = df
