@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 import torch
 
@@ -24,7 +25,7 @@ from vggbench.report.per_class import confusion
 from vggbench.report.plots import claims_figure, throughput_figure
 from vggbench.report.references import load_references
 from vggbench.report.sections import ablation_table, cost_table
-from vggbench.report.settings import group_settings
+from vggbench.report.settings import group_settings, load_records
 from vggbench.report.throughput import summarise
 from vggbench.cells import cells_for
 from vggbench.options import Options
@@ -34,6 +35,7 @@ from vggbench.data import ImageData, synthetic
 from vggbench.grid import ABLATIONS
 from vggbench.measure import count_params
 from vggbench.models import analytic_macs, build_model
+from helpers import FAST
 
 SEEDS = 3
 BASE = {"A": 50.0, "A-LRN": 55.0, "B": 52.0, "C": 54.0, "D": 60.0, "E": 59.8}
@@ -130,6 +132,12 @@ def test_made_up_records_have_the_fields_of_real_ones(tmp_path):
     made = make_record(cell)
     # run_cell's answer says whether it was reused; write_record adds the checksum
     assert (sorted(keys(real) - keys(made) - {"reused", "checksum"}), sorted(keys(made) - keys(real))) == ([], [])
+    # the same cell as another ablation's case (batchnorm's A-plain is depth's A here): reused, its row added
+    same = next(c for c in cells_for("batchnorm", Options(epochs=1, train_subset=100, test_subset=50)) if c.case == "A-plain")
+    again = run_cell(same, tmp_path)
+    assert same.id == cell.id and again["reused"]
+    assert records.memberships(records.read_record(records.record_path(tmp_path, cell.id))) == [
+        {"ablation": "depth", "case": "A", "tuned": False}, {"ablation": "batchnorm", "case": "A-plain", "tuned": False}]
 def write_grid(results: Path, seeds: int = SEEDS, names=tuple(ABLATIONS), **options) -> dict[str, dict]:
     written = {}
     for name in names:
@@ -448,6 +456,25 @@ def test_report_md_names_no_absolute_path_and_the_html_has_contents(built):
     assert f'<td style="text-align:right">{len(recs)}</td>' in page   # numbers right-aligned
 
 @pytest.mark.slow
+def test_the_report_and_the_tables_place_records_in_the_same_rows(tmp_path, ablations):
+    """One session of mixed options: a warm start (init's D-from-A, from a net A trained first), every
+    case tuned (--tune lr, two rates), a training scale evaluated (scale's C-S256: an evaluation cell of
+    a tuned training cell). The report's rows of each ablation hold the cell ids of <ablation>.csv."""
+    done = ablations("--case", "init:D-from-A", "--case", "scale:C-S256", "--tune", "lr", "--tune-grid", "0.01,0.03",
+                     *FAST, results=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = pd.concat([s.rows for s in group_settings(load_records(tmp_path))])
+    for name in ("init", "scale"):
+        table = pd.read_csv(tmp_path / f"{name}.csv")
+        shown = rows[rows.ablation == name]
+        assert len(table) == 1 and table.tuned.all(), name  # one row each, its rate chosen by tuning
+        assert (sorted(zip(shown.cell_id, shown.case, shown.tuned))
+                == sorted(zip(table.cell_id, table.case, table.tuned))), name
+    # the cells that are only needed (net A started from, the tuning rates, the training of C-S256) are rows of none
+    runs = {p.stem for p in records.runs_dir(tmp_path).glob("*.json")}
+    assert len(runs) == 8 and set(rows.cell_id) < runs
+
+
 def test_pytest_report_option_builds_the_report_at_session_end(tmp_path, ablations):
     """`pytest ablations --report` with every cell already recorded (nothing trains)."""
     write_grid(tmp_path, seeds=1)
