@@ -1,7 +1,6 @@
 """Scale-out and failures: pytest-xdist workers (a GPU each, shared CPU threads), submitit launchers
 (local processes, debug, the Slurm submission), concurrent writers, out-of-memory retries, error
 records and fail fast. Injected faults use the test hook VGGBENCH_INJECT (see vggbench.faults)."""
-import dataclasses
 import json
 import multiprocessing
 import os

@@ -28,6 +28,7 @@ import os
 import secrets
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -131,6 +132,9 @@ def schema_errors(value, schema=SCHEMA, where: str = "") -> list[str]:
 def mismatch(path: str | os.PathLike, record: dict) -> str | None:
     """Why a checksummed record at `path` is not the record of the cell its file name says, in
     words (malformed, another cell's, or edited); None if it is."""
+    if isinstance(record, dict) and isinstance(record.get("schema"), int) and record["schema"] > SCHEMA_VERSION:
+        return (f"written by a newer vggbench (record schema {record['schema']}, this one reads up to "
+                f"{SCHEMA_VERSION}): update vggbench to read it")
     errors = schema_errors(record)
     if errors:
         return f"malformed ({'; '.join(errors[:3])})"
@@ -217,20 +221,72 @@ def older_identity(results_dir: str | os.PathLike) -> int:
     return n
 
 
+@dataclass(frozen=True)
+class Results:
+    """The results folder (--results-dir): every path inside it, named here only."""
+    root: Path
+
+    def __init__(self, root: str | os.PathLike):
+        object.__setattr__(self, "root", Path(root))
+
+    @property
+    def runs(self) -> Path:              # one record per cell, <cell id>.json (checkpoints beside them)
+        return self.root / "runs"
+
+    def record(self, cell_id: str) -> Path:
+        return self.runs / f"{cell_id}.json"
+
+    def lock(self, cell_id: str) -> Path:  # out of runs/: a lock is no result
+        return self.root / ".locks" / f"{cell_id}.lock"
+
+    @property
+    def weights_dir(self) -> Path:
+        return self.root / "weights"
+
+    def weights(self, cell_id: str) -> Path:
+        return self.weights_dir / f"{cell_id}.pt"
+
+    def heartbeat(self, cell_id: str) -> Path:  # a running cell's last epoch (progress.py, `vggbench status`)
+        return self.root / "progress" / f"{cell_id}.json"
+
+    def curves(self, ablation: str, case: str, seed: int) -> Path:  # TensorBoard event files (curves.py)
+        return self.root / "tensorboard" / ablation / f"{case}-s{seed}"
+
+    def table(self, ablation: str) -> Path:  # <ablation>.csv (tables.aggregate)
+        return self.root / f"{ablation}.csv"
+
+    @property
+    def session(self) -> Path:           # the options and ablations of the last session (tables.py)
+        return self.root / "session.json"
+
+    @property
+    def selection(self) -> Path:         # the cells the last session selected (status.py)
+        return self.root / "selection.json"
+
+    @property
+    def jobs(self) -> Path:              # submitit's pickles, logs and sbatch scripts, one folder a job (launch.py)
+        return self.root / "submitit" / "%j"
+
+    @property
+    def report(self) -> Path:            # `vggbench report`'s default folder
+        return self.root / "report"
+
+
+# Shorthands for the paths most callers want.
 def runs_dir(results_dir: str | os.PathLike) -> Path:
-    return Path(results_dir) / "runs"
+    return Results(results_dir).runs
 
 
 def record_path(results_dir: str | os.PathLike, cell_id: str) -> Path:
-    return runs_dir(results_dir) / f"{cell_id}.json"
+    return Results(results_dir).record(cell_id)
 
 
 def lock_path(results_dir: str | os.PathLike, cell_id: str) -> Path:
-    return Path(results_dir) / ".locks" / f"{cell_id}.lock"
+    return Results(results_dir).lock(cell_id)
 
 
 def weights_path(results_dir: str | os.PathLike, cell_id: str) -> Path:
-    return Path(results_dir) / "weights" / f"{cell_id}.pt"
+    return Results(results_dir).weights(cell_id)
 
 
 # ------------------------------------------------------------------------------ tables

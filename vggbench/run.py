@@ -7,7 +7,6 @@ lists what makes a record invalid as a measurement (not whether the science held
 from __future__ import annotations
 
 import copy
-import dataclasses
 import functools
 import io
 import math
@@ -109,21 +108,32 @@ def execute(cell: Cell, checkpoint: Checkpoint | None = None,
 def trained_record(cell: Cell, data: ImageData, result: dict, *, counts: dict, flops: dict, throughput: dict,
                    device: str, train_batch_size: int, amp: str, wall_s: float, earlier: dict | None = None,
                    started: dict | None = None) -> dict:
-    """The record of a trained cell, from what execute measured: the one place its fields are
-    assembled (the report's tests build theirs here too, so a field added here reaches them)."""
+    """The record of a trained cell (a final or a tuning cell), from what execute measured (the
+    report's tests build theirs here too, so a field added here reaches them)."""
     earlier = earlier or {"attempts": 0, "wall_s": 0.0, "epoch": 0}
-    return {
-        "cell_id": cell.id, "config": cell.config(), "ablation": cell.ablation, "case": cell.case,
-        "status": result["status"], "lr": cell.train.learning_rate, "result": result,
-        "train_batch_size": train_batch_size, "amp": amp,
-        **counts, **flops, "throughput": throughput, "device": device, "versions": versions(),
-        "dataset": {"name": data.name, "sizes": data.sizes(), "classes": len(data.classes), "source": data.source},
-        "commit": git_commit(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "wall_s": wall_s, "provenance": provenance(cell, data, earlier, wall_s),
-        "init_std": INIT_STD.get(cell.model.init),  # the paper's "10^-2 variance", read as which std
-        **({"tuning": cell.tuning} if cell.tuning is not None else {}),
-        **({"start": started} if started is not None else {}),
-    }
+    return new_record(
+        cell, result["status"], provenance(cell, data, earlier, wall_s), result=result,
+        train_batch_size=train_batch_size, amp=amp, **counts, **flops, throughput=throughput, device=device,
+        dataset={"name": data.name, "sizes": data.sizes(), "classes": len(data.classes), "source": data.source},
+        wall_s=wall_s, init_std=INIT_STD.get(cell.model.init),  # the paper's "10^-2 variance", read as which std
+        **({"start": started} if started is not None else {}))
+
+
+# The fields new_record sets for every cell: an evaluation record takes the rest from its training's.
+HEAD = ("schema", "cell_id", "config", "ablation", "case", "status", "lr", "versions", "commit", "created",
+        "provenance", "tuning", "cases")
+
+
+def new_record(cell: Cell, status: str, made: dict, **fields) -> dict:
+    """The one place a record is built, for trained, tuning, evaluation and error records alike
+    (records.SCHEMA: what its readers rely on; records.SCHEMA_VERSION): the fields every record
+    has, from the cell (its id, configuration, ablation and case, rate, what tuning found), the
+    status, how it was made (`made`: provenance()), then `fields`. Its table rows ("cases") are
+    added by the executor (records.with_membership), which knows whether the cell ran as a row."""
+    return {"schema": records.SCHEMA_VERSION, "cell_id": cell.id, "config": cell.config(), "ablation": cell.ablation,
+            "case": cell.case, "status": status, "lr": cell.train.learning_rate, "versions": versions(),
+            "commit": git_commit(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "provenance": made, "cases": [], **({"tuning": cell.tuning} if cell.tuning is not None else {}), **fields}
 
 
 def provenance(cell: Cell, data: ImageData | None, earlier: dict, wall_s: float | None) -> dict:
@@ -271,9 +281,8 @@ def evaluation_record(cell: Cell, base: dict, results_dir: str | os.PathLike) ->
     added: every method of cell.evaluate on the test split (evaluation.evaluate_protocol), at the
     test scales of the training scale, from the weights its training kept. Written under the
     evaluation cell's id; "trained_by" names the training cell. Evaluating never trains again."""
-    record = {k: v for k, v in base.items() if k not in ("reused", "cases", "checksum")}
-    record.update(cell_id=cell.id, config=cell.config(), ablation=cell.ablation, case=cell.case,
-                  trained_by=base["cell_id"])
+    record = new_record(cell, base["status"], base["provenance"], trained_by=base["cell_id"], lr=base.get("lr"),  # tuned: its rate
+                        **{k: v for k, v in base.items() if k not in (*HEAD, "reused", "checksum", "trained_by")})
     if base["status"] in ("error", "diverged"):  # a stalled net is evaluated too: it scores at chance
         return record
     t0 = time.perf_counter()
@@ -338,15 +347,9 @@ def _remove_own_files(path: Path, cell_id: str, weights: Path | None = None, rec
 
 def error_record(cell: Cell, err: BaseException) -> dict:
     """The record of a cell that raised: enough to see what failed, and where."""
-    return {
-        "cell_id": cell.id, "config": cell.config(), "ablation": cell.ablation, "case": cell.case,
-        "status": "error", "lr": cell.train.learning_rate,
-        "error": {"type": type(err).__name__, "message": str(err).strip(),
-                  "traceback": "".join(traceback.format_exception(type(err), err, err.__traceback__))},
-        "versions": versions(), "commit": git_commit(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "provenance": provenance(cell, None, {"attempts": 0, "wall_s": 0.0, "epoch": 0}, None),
-    }
+    return new_record(cell, "error", provenance(cell, None, {"attempts": 0, "wall_s": 0.0, "epoch": 0}, None),
+                      error={"type": type(err).__name__, "message": str(err).strip(),
+                             "traceback": "".join(traceback.format_exception(type(err), err, err.__traceback__))})
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:
