@@ -468,8 +468,8 @@ def test_the_report_and_the_tables_place_records_in_the_same_rows(tmp_path, abla
         table = pd.read_csv(tmp_path / f"{name}.csv")
         shown = rows[rows.ablation == name]
         assert len(table) == 1 and table.tuned.all(), name  # one row each, its rate chosen by tuning
-        assert (sorted(zip(shown.cell_id, shown.case, shown.tuned))
-                == sorted(zip(table.cell_id, table.case, table.tuned))), name
+        assert (sorted(zip(shown.cell_id, shown.case, shown.tuned, shown.lr))
+                == sorted(zip(table.cell_id, table.case, table.tuned, table.lr))), name
     # the cells that are only needed (net A started from, the tuning rates, the training of C-S256) are rows of none
     runs = {p.stem for p in records.runs_dir(tmp_path).glob("*.json")}
     assert len(runs) == 8 and set(rows.cell_id) < runs
