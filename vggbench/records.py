@@ -18,7 +18,9 @@ A record's "provenance" (outside the hash) says how it was made: the profile, th
 gave, the data source, whether it resumed, attempts and wall time over all attempts, the package
 version and commit. Read it with `provenance(record)`.
 
-Cell locks live in <results>/.locks/ (one <cell>.lock per cell that ran), out of runs/.
+A record names the table rows it is ("cases": `memberships`, with a "schema" version, SCHEMA_VERSION):
+the rows the tables and the report place it in. Every path inside the results folder is named
+once, by `Results`; cell locks live in <results>/.locks/ (one <cell>.lock per cell that ran), out of runs/.
 """
 from __future__ import annotations
 

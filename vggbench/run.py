@@ -1,8 +1,11 @@
 """Running one cell: measure and train it, write its record (or reuse a finished one).
 
-`run_cell` holds the cell's lock, reuses a finished record, resumes from a checkpoint, retries at
-half the batch on out-of-memory, and turns any other failure into an error record; `problems`
-lists what makes a record invalid as a measurement (not whether the science held).
+`execute_cell` is the one executor: it runs a cell's needs (cells.Cell.needs: the training of an
+evaluation cell, the net it starts from, its tuning cells) first, then the cell under its lock:
+reuses a finished record, resumes from a checkpoint, retries at half the batch on out-of-memory,
+and turns any other failure into an error record. `run_cell` runs a cell as a row of its
+ablation's table (the record says so: records.memberships). `new_record` builds every record;
+`problems` lists what makes a record invalid as a measurement (not whether the science held).
 """
 from __future__ import annotations
 
