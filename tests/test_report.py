@@ -25,7 +25,7 @@ from vggbench.report.per_class import confusion
 from vggbench.report.plots import claims_figure, throughput_figure
 from vggbench.report.references import load_references
 from vggbench.report.sections import ablation_table, cost_table
-from vggbench.report.settings import group_settings, load_records
+from vggbench.report.settings import group_settings, load_records, rows_of
 from vggbench.report.throughput import summarise
 from vggbench.cells import cells_for
 from vggbench.options import Options
@@ -296,6 +296,25 @@ def test_records_from_before_a_spec_gained_a_field_join_their_setting(tmp_path):
     settings = group_settings(list(recs.values()) + [old])
     assert len(settings) == 1 and settings[0].superseded == 1
     assert (settings[0].rows.test_top1 >= 0).all()   # the older duplicate is not counted
+
+
+def test_records_from_before_memberships_are_placed_in_the_case_that_wrote_them(tmp_path, monkeypatch):
+    """Records without table rows (schema 1): each in the one case that wrote it, said in the report;
+    the training record of an evaluation case is that case's row in no table."""
+    recs = write_grid(tmp_path, seeds=1, names=("optimizer", "depth"))
+    old = [{k: v for k, v in r.items() if k not in ("schema", "cases")} for r in recs.values()]
+    [setting] = group_settings(old)
+    assert setting.placed_by_case == len(old) == len(setting.rows)   # D-sgd in optimizer only: its writer
+    assert not ((setting.rows.ablation == "depth") & (setting.rows.case == "D")).any()
+    training = make_record(cells_for("scale", Options())[0].training_cell())
+    training = {k: v for k, v in training.items() if k not in ("schema", "cases")}
+    assert rows_of(training) == ([], False)
+    assert rows_of(records.with_membership(training, None)) == ([], True)   # needed only, as run.execute_cell writes it
+    for r in old:
+        records.write_record(records.record_path(tmp_path, r["cell_id"]), r)
+    monkeypatch.setattr(figures, "load_setting_data", lambda s, data_dir, cache_dir=None: (None, "skipped"))
+    md = build_report(tmp_path, tmp_path / "rep")["md"].read_text()
+    assert f"{len(old)} records were written before records named their table rows" in md
 
 
 def test_missing_or_empty_results_are_one_line_errors(tmp_path, capsys):
