@@ -48,7 +48,7 @@ class Cell:
     role: str = "final"
     tuning: dict | None = field(default=None, compare=False)
     # The paper's warm starts (warmstart.py): the cell whose trained net this one starts from and
-    # which of its layers ("from-A", "all"); it runs first (run.run_cell), once, under a lock.
+    # which of its layers ("from-A", "all"); it runs first (Cell.needs, run.execute_cell), once, under a lock.
     start: "Cell | None" = None
     start_layers: str = ""
     # Test-time methods of section 3.2 (evaluation.py): a cell that evaluates the trained net of its
