@@ -60,13 +60,14 @@ def test_the_dtype_that_runs_is_the_identity(monkeypatch, units):
 
 
 def test_the_record_and_the_table_name_the_dtype():
+    depth_d = {"ablation": "depth", "case": "D", "tuned": False}  # the table row it is read as
     config = {"model": dict.fromkeys(("config", "batch_norm", "kernels", "init", "head", "width")),
               "train": {"optimizer": "sgd", "epochs": 1, "amp": "bfloat16"}, "data": {"dataset": "synthetic"},
               "seed": 0}
-    row = records.flatten({"config": config, "amp": "bfloat16"}, "depth", "D")
+    row = records.flatten({"config": config, "amp": "bfloat16"}, depth_d)
     assert row["amp"] == "bfloat16" and "amp" in records.table([row]).columns
     config["train"]["amp"] = "auto"  # a record from before: the option as given, not a guess
-    assert records.flatten({"config": config}, "depth", "D")["amp"] == "auto"
+    assert records.flatten({"config": config}, depth_d)["amp"] == "auto"
 
 
 @pytest.mark.parametrize("amp,dtype", [("bf16", "bfloat16"), ("off", "float32")])

@@ -93,7 +93,8 @@ def test_the_record_the_table_and_the_report_name_the_classes():
     assert cell.config()["data"]["classes"] == [A, B, C] and cell.model.num_classes == 3
     record = {"cell_id": cell.id, "config": cell.config(), "status": "ok",
               "result": {"history": [], "test": {"top1": 50.0}}, "provenance": {"profile": "smoke"}}
-    row = records.flatten(record, "depth", "D")
+    record = records.with_membership(record, cell.membership())  # the row it is, as run_cell writes it
+    row = records.flatten(record, cell.membership())
     assert row["classes"] == f"{A},{B},{C}" and row["dataset"] == "synthetic"
     setting = group_settings([record])[0]
     assert f"dataset synthetic (3 classes: {A}, {B}, {C})" in setting.caption

@@ -111,8 +111,9 @@ def _record(cell) -> dict:
         val, test = [30.0, 40.0, 46.0, 45.0], [31.0, 41.0, 44.0 + s, 44.0 + s + BIAS[s]]
         hist = [{"epoch": e + 1, "train_loss": 1.0, "val_top1": v, "test_top1": t, "train_eval_top1": v + GAP[s]}
                 for e, (v, t) in enumerate(zip(val, test))]
-    return {"cell_id": cell.id, "config": cell.config(), "status": "stalled" if stalled else "ok",
-            "provenance": {"profile": "smoke"}, "result": {"history": hist, "test": {"top1": hist[-1]["test_top1"]}}}
+    record = {"cell_id": cell.id, "config": cell.config(), "status": "stalled" if stalled else "ok",
+              "provenance": {"profile": "smoke"}, "result": {"history": hist, "test": {"top1": hist[-1]["test_top1"]}}}
+    return records.with_membership(record, cell.membership())  # the row it is, as run_cell writes it
 
 
 def test_the_pitfall_claims_are_judged_from_the_per_epoch_history():

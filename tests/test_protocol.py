@@ -83,14 +83,13 @@ def test_scale_cases_map_the_papers_scales_and_s384_starts_from_s256_at_a_tenth(
     s256, s384, jit = (by_case(cells, f"C-{s}") for s in ("S256", "S384", "S256-512"))
     # smoke's 32-pixel crop: the paper's 256, 384, 512 at 224 become 37, 55, 73 (proportional)
     assert (s256.train.scale, s384.train.scale, jit.train.scale) == ((37, 37), (55, 55), (37, 73))
-    assert s384.start == dataclasses.replace(s256, evaluate=()) and s384.start_layers == "all"
+    assert s384.start == s256.training_cell() and s384.start_layers == "all"
     assert s384.train.lr == pytest.approx(s256.train.lr / 10)
     assert s256.evaluate == ("single_scale",) and s256.start is None
     # the evaluation ablation's cells evaluate the very training cells of the scale ablation
-    assert jit.start == dataclasses.replace(s384, evaluate=()) and jit.train.lr == pytest.approx(s384.train.lr)
+    assert jit.start == s384.training_cell() and jit.train.lr == pytest.approx(s384.train.lr)
     ev = by_case(cells_for("evaluation", OPTS), "D-S256-512")
-    assert dataclasses.replace(ev, evaluate=(), ablation="scale").id == dataclasses.replace(
-        by_case(cells, "D-S256-512"), evaluate=()).id
+    assert dataclasses.replace(ev.training_cell(), ablation="scale").id == by_case(cells, "D-S256-512").training_cell().id
     assert ev.evaluate == ("single_scale", "multi_scale", "multi_crop", "dense_multi_crop")
     # Table 4: every net of the scale ablation (fixed S too) is also tested multi-scale; no training of its own
     evaluation = cells_for("evaluation", OPTS)

@@ -115,7 +115,7 @@ def test_run_cell_writes_then_reuses(tmp_path, fast_cell, monkeypatch):
 
 def test_table_has_the_issue_columns(tmp_path, fast_cell):
     rec = run_cell(fast_cell, tmp_path)
-    df = records.table([records.flatten(rec, "depth", "A")])
+    df = records.table([records.flatten(rec, {"ablation": "depth", "case": "A", "tuned": False})])
     for col in ("config", "params", "gmacs", "gflops", "train_images_per_s", "infer_images_per_s", "device", "torch",
                 "test_top1", "status"):
         assert df[col].notna().all(), col

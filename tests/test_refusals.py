@@ -135,7 +135,7 @@ def test_refused_sessions_say_one_line_exit_4_and_write_nothing(ablations, weigh
 def failed_tuning(tmp_path_factory):
     """`--tune lr --tune-grid 5,10 --case depth:A` (every rate diverges), run in-process; `vggbench
     status` read before, during (one rate done) and after."""
-    from vggbench import notices, status, tuning
+    from vggbench import notices, status
     from vggbench.run import run_cell
 
     results = tmp_path_factory.mktemp("tuned")
@@ -143,7 +143,7 @@ def failed_tuning(tmp_path_factory):
     (cell,) = cells_for("depth", opts, ("depth:A",))
     status.save_selection(results, [cell])
     states = [status.status(results).iloc[0].to_dict()]
-    run_cell(tuning.tuning_cells(cell)[0], results)
+    run_cell(cell.tuning_cells()[0], results)
     states.append(status.status(results).iloc[0].to_dict())
     with notices.collecting() as said:
         record = run_cell(cell, results)

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 import torch
 
@@ -25,7 +26,7 @@ from vggbench.report.plots import claims_figure, throughput_figure
 from vggbench.report.references import load_references
 from vggbench.report.render import render_md
 from vggbench.report.sections import ablation_table, cost_table
-from vggbench.report.settings import group_settings
+from vggbench.report.settings import group_settings, load_records, rows_of
 from vggbench.report.summary import own_seconds, summary_blocks, wall_time_h
 from vggbench.report.throughput import summarise
 from vggbench.cells import cells_for
@@ -37,6 +38,7 @@ from vggbench.grid import ABLATIONS
 from vggbench.measure import count_params
 from vggbench.warmstart import FROM_A
 from vggbench.models import analytic_macs, build_model
+from helpers import FAST
 
 SEEDS = 3
 BASE = {"A": 50.0, "A-LRN": 55.0, "B": 52.0, "C": 54.0, "D": 60.0, "E": 59.8}
@@ -94,7 +96,8 @@ def make_record(cell, epochs: int | None = None) -> dict:
                             throughput=made_up_throughput(1000 / (1 + 100 * macs), 3000 / (1 + 100 * macs)),
                             device="CPU: constructed x2 threads", train_batch_size=cell.train.batch_size,
                             amp="float32", wall_s=1.0, started=started_from(cell))
-    return {**record, "commit": "abc1234", "created": "2026-01-01T00:00:00+00:00", "oom_retries": 0}
+    record = {**record, "commit": "abc1234", "created": "2026-01-01T00:00:00+00:00", "oom_retries": 0}
+    return records.with_membership(record, cell.membership())  # the row it is, as run.run_cell writes it
 
 
 def started_from(cell) -> dict | None:
@@ -141,12 +144,18 @@ def test_made_up_records_have_the_fields_of_real_ones(tmp_path):
     made = make_record(cell)
     # run_cell's answer says whether it was reused; write_record adds the checksum
     assert (sorted(keys(real) - keys(made) - {"reused", "checksum"}), sorted(keys(made) - keys(real))) == ([], [])
+    # the same cell as another ablation's case (batchnorm's A-plain is depth's A here): reused, its row added
+    same = next(c for c in cells_for("batchnorm", Options(epochs=1, train_subset=100, test_subset=50)) if c.case == "A-plain")
+    again = run_cell(same, tmp_path)
+    assert same.id == cell.id and again["reused"]
+    assert records.memberships(records.read_record(records.record_path(tmp_path, cell.id))) == [
+        {"ablation": "depth", "case": "A", "tuned": False}, {"ablation": "batchnorm", "case": "A-plain", "tuned": False}]
 def write_grid(results: Path, seeds: int = SEEDS, names=tuple(ABLATIONS), **options) -> dict[str, dict]:
     written = {}
     for name in names:
-        for cell in cells_for(name, Options(seeds=seeds, **options)):
-            if cell.id not in written:
-                written[cell.id] = records.write_record(records.record_path(results, cell.id), make_record(cell))
+        for cell in cells_for(name, Options(seeds=seeds, **options)):  # a cell another ablation ran: its row added
+            record = records.with_membership(written.get(cell.id) or make_record(cell), cell.membership())
+            written[cell.id] = records.write_record(records.record_path(results, cell.id), record)
     return written
 
 
@@ -367,6 +376,25 @@ def test_records_from_before_a_spec_gained_a_field_join_their_setting(tmp_path):
     assert (settings[0].rows.test_top1 >= 0).all()   # the older duplicate is not counted
 
 
+def test_records_from_before_memberships_are_placed_in_the_case_that_wrote_them(tmp_path, monkeypatch):
+    """Records without table rows (schema 1): each in the one case that wrote it, said in the report;
+    the training record of an evaluation case is that case's row in no table."""
+    recs = write_grid(tmp_path, seeds=1, names=("optimizer", "depth"))
+    old = [{k: v for k, v in r.items() if k not in ("schema", "cases")} for r in recs.values()]
+    [setting] = group_settings(old)
+    assert setting.placed_by_case == len(old) == len(setting.rows)   # D-sgd in optimizer only: its writer
+    assert not ((setting.rows.ablation == "depth") & (setting.rows.case == "D")).any()
+    training = make_record(cells_for("scale", Options())[0].training_cell())
+    training = {k: v for k, v in training.items() if k not in ("schema", "cases")}
+    assert rows_of(training) == ([], False)
+    assert rows_of(records.with_membership(training, None)) == ([], True)   # needed only, as run.execute_cell writes it
+    for r in old:
+        records.write_record(records.record_path(tmp_path, r["cell_id"]), r)
+    monkeypatch.setattr(figures, "load_setting_data", lambda s, data_dir, cache_dir=None: (None, "skipped"))
+    md = build_report(tmp_path, tmp_path / "rep")["md"].read_text()
+    assert f"{len(old)} records were written before records named their table rows" in md
+
+
 def test_missing_or_empty_results_are_one_line_errors(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="run `pytest ablations` first"):
         build_report(tmp_path / "nothing")
@@ -433,7 +461,8 @@ def test_a_claim_without_runs_is_not_run_and_the_figure_has_a_row_per_claim(tmp_
     by_id = judged.set_index("id")
     assert by_id.loc["lrn", "verdict"] == "not run"
     assert by_id.loc["lrn", "why"] == "no records of A-LRN and A"
-    assert by_id.loc["depth-D-vs-A", "why"] == "no records of A"   # D-sgd is also depth's D
+    # D-sgd is depth's D too, but a row of depth only where depth ran (or reused) it: records.memberships
+    assert by_id.loc["depth-D-vs-A", "why"] == "no records of D and A"
     assert by_id.loc["opt-sgd-vs-adagrad", "verdict"] == "reproduced"
     assert by_id.loc["opt-sgd-vs-adagrad", "shown"] == "reproduced (not evidence)"   # 2 epochs: not adequate
     n = len(claims) - 2   # only the two optimizer claims have records
@@ -468,7 +497,8 @@ def test_the_profile_comes_from_stored_provenance_and_inference_is_said(tmp_path
     assert sum(s.inferred for s in group_settings(list(recs.values()))) == 1
 
 def test_budget_is_adequate_only_for_flat_curves_without_stalls(tmp_path):
-    recs = write_grid(tmp_path, seeds=2, names=("optimizer", "init"), epochs=6)
+    # optimizer first: D-sgd's record is the optimizer's, the other ablations' rows added (as a session reuses it)
+    recs = write_grid(tmp_path, seeds=2, names=("optimizer", "init", "depth", "batchnorm", "kernel"), epochs=6)
     judge = lambda: budget.judge(group_settings(list(recs.values()))[0])  # noqa: E731
     assert not judge().adequate and "validation top-1 still rising" in judge().reason   # acc x epoch/6
     for r in recs.values():   # flat curves: val top-1 at its final value in every epoch
@@ -536,6 +566,25 @@ def test_report_md_names_no_absolute_path_and_the_html_has_contents(built):
     assert f'<td style="text-align:right">{len(recs)}</td>' in page   # numbers right-aligned
 
 @pytest.mark.slow
+def test_the_report_and_the_tables_place_records_in_the_same_rows(tmp_path, ablations):
+    """One session of mixed options: a warm start (init's D-from-A, from a net A trained first), every
+    case tuned (--tune lr, two rates), a training scale evaluated (scale's C-S256: an evaluation cell of
+    a tuned training cell). The report's rows of each ablation hold the cell ids of <ablation>.csv."""
+    done = ablations("--case", "init:D-from-A", "--case", "scale:C-S256", "--tune", "lr", "--tune-grid", "0.01,0.03",
+                     *FAST, results=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = pd.concat([s.rows for s in group_settings(load_records(tmp_path))])
+    for name in ("init", "scale"):
+        table = pd.read_csv(tmp_path / f"{name}.csv")
+        shown = rows[rows.ablation == name]
+        assert len(table) == 1 and table.tuned.all(), name  # one row each, its rate chosen by tuning
+        assert (sorted(zip(shown.cell_id, shown.case, shown.tuned, shown.lr))
+                == sorted(zip(table.cell_id, table.case, table.tuned, table.lr))), name
+    # the cells that are only needed (net A started from, the tuning rates, the training of C-S256) are rows of none
+    runs = {p.stem for p in records.runs_dir(tmp_path).glob("*.json")}
+    assert len(runs) == 8 and set(rows.cell_id) < runs
+
+
 def test_pytest_report_option_builds_the_report_at_session_end(tmp_path, ablations):
     """`pytest ablations --report` with every cell already recorded (nothing trains)."""
     write_grid(tmp_path, seeds=1)

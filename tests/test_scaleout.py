@@ -1,7 +1,6 @@
 """Scale-out and failures: pytest-xdist workers (a GPU each, shared CPU threads), submitit launchers
 (local processes, debug, the Slurm submission), concurrent writers, out-of-memory retries, error
 records and fail fast. Injected faults use the test hook VGGBENCH_INJECT (see vggbench.faults)."""
-import dataclasses
 import json
 import multiprocessing
 import os
@@ -76,12 +75,10 @@ def test_xdist_auto_on_cpu_uses_the_cores(monkeypatch, cores, workers, threads):
 
 
 def needed(cell) -> dict:
-    """A cell and the cells it needs: the training cell it evaluates, the trained net it starts from."""
+    """A cell and the cells it needs (Cell.needs), by id."""
     out = {cell.id: cell}
-    if cell.evaluate:
-        out.update(needed(dataclasses.replace(cell, evaluate=())))
-    if cell.start is not None:
-        out.update(needed(cell.start))
+    for need in cell.needs():
+        out.update(needed(need))
     return out
 
 

@@ -56,7 +56,7 @@ def test_tuned_cases_get_a_log_grid_around_their_own_rate():
     assert ABLATIONS["optimizer"].tune_by_default
     untuned = cells_for("optimizer", Options())[0]
     assert cells["D-sgd"].id != untuned.id   # before tuning, a tuned case is not the untuned cell
-    grid = tuning.tuning_cells(cells["D-adam"])
+    grid = cells["D-adam"].tuning_cells()
     assert [t.case for t in grid] == [f"D-adam@lr={lr:g}" for lr in cells["D-adam"].tune]
     assert {t.seed for t in grid} == {0} and all(t.config()["role"] == "tuning" for t in grid)
 

@@ -48,7 +48,7 @@ class Cell:
     role: str = "final"
     tuning: dict | None = field(default=None, compare=False)
     # The paper's warm starts (warmstart.py): the cell whose trained net this one starts from and
-    # which of its layers ("from-A", "all"); it runs first (run.run_cell), once, under a lock.
+    # which of its layers ("from-A", "all"); it runs first (Cell.needs, run.execute_cell), once, under a lock.
     start: "Cell | None" = None
     start_layers: str = ""
     # Test-time methods of section 3.2 (evaluation.py): a cell that evaluates the trained net of its
@@ -107,6 +107,30 @@ class Cell:
     @property
     def test_id(self) -> str:
         return f"{self.case}-s{self.seed}"
+
+    def training_cell(self) -> "Cell":
+        """The cell that trains the net an evaluation cell evaluates (this cell without its methods)."""
+        return dataclasses.replace(self, evaluate=())
+
+    def tuning_cells(self) -> list["Cell"]:
+        """The tuning cells of a cell to be tuned (tuning.py): seed 0 at each rate of its grid."""
+        return [dataclasses.replace(self, case=f"{self.case}@lr={lr:g}", train=self.train.replace(lr=lr), seed=0,
+                                    tune=(), role="tuning", tuning=None)
+                for lr in self.tune]
+
+    def needs(self) -> list["Cell"]:
+        """The cells whose records this one is computed from, in the order they run (run.py's
+        executor runs them first, each under its own lock): an evaluation cell needs its training
+        cell (which has the needs below); a cell that starts from a trained net needs that net's
+        cell; a cell to be tuned needs its tuning cells (its own id is known only from their records)."""
+        if self.evaluate:
+            return [self.training_cell()]
+        return ([self.start] if self.start is not None else []) + self.tuning_cells()
+
+    def membership(self) -> dict:
+        """The row of an ablation's table this cell is (records.memberships): written into its record
+        when it runs as that row, read by the tables and the report to place the record."""
+        return {"ablation": self.ablation, "case": self.case, "tuned": records.tuned(self.tuning)}
 
 
 def baseline(options: Options) -> Profile:
@@ -169,7 +193,7 @@ def cells_for(ablation: Ablation | str, options: Options, cases=()) -> list[Cell
     out, trained = [], {}  # trained: (case id, seed) -> its training cell (another case's start)
     for other in {c.start.split(":")[0] for c in needed if c.start and ":" in c.start}:
         starts = tuple(c.start for c in needed if c.start and c.start.startswith(other + ":"))
-        trained.update({(f"{other}:{c.case}", c.seed): dataclasses.replace(c, evaluate=())
+        trained.update({(f"{other}:{c.case}", c.seed): c.training_cell()
                         for c in cells_for(other, options, starts)})  # another ablation's nets started from
     # One copy of the data for every case of an ablation, cached for its largest training scale.
     largest = max((base.scale_px(c.scale[1]) for c in ablation.cases if c.scale is not None), default=0)

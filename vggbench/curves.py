@@ -22,6 +22,7 @@ import threading
 from pathlib import Path
 
 from .notices import notice
+from .records import Results
 
 SCALARS = {  # tag -> key of the trainer's per-epoch row
     "Loss/train": "train_loss", "Loss/val": "val_loss", "Accuracy/train": "train_top1",
@@ -30,7 +31,7 @@ SCALARS = {  # tag -> key of the trainer's per-epoch row
 
 
 def curves_dir(results_dir: str | os.PathLike, ablation: str, case: str, seed: int) -> Path:
-    return Path(results_dir) / "tensorboard" / ablation / f"{case}-s{seed}"
+    return Results(results_dir).curves(ablation, case, seed)
 
 
 class Curves:

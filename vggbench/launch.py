@@ -37,6 +37,7 @@ from submitit.helpers import Checkpointable, DelayedSubmission
 from .cells import Cell
 from .options import from_namespace, number, option
 from .progress import for_log
+from .records import Results
 from .run import run_cell
 
 LAUNCHERS = ("inprocess", "local", "debug", "slurm")
@@ -164,7 +165,7 @@ class CellJob(Checkpointable):
 
 def job_folder(results_dir: str | os.PathLike) -> Path:
     """Where submitit keeps each job's pickles, logs and sbatch script: <results>/submitit/<job id>/."""
-    return Path(results_dir) / "submitit" / "%j"
+    return Results(results_dir).jobs
 
 
 def make_executor(opts: LaunchOptions, results_dir: str | os.PathLike, gpu: str | None = None) -> submitit.Executor:
@@ -265,7 +266,7 @@ def launch(cells: list[Cell], results_dir: str | os.PathLike, opts: LaunchOption
         array_id = jobs[0].job_id.split("_")[0]
         out.scripts = [str(JobPaths(job_folder(results_dir), job_id=array_id).submission_file)]
         log(f"submitted {len(jobs)} cells as Slurm job array {array_id} "
-            f"(sbatch script {out.scripts[0]}, logs {Path(results_dir) / 'submitit'})")
+            f"(sbatch script {out.scripts[0]}, logs {Results(results_dir).jobs.parent})")
         pending = []
     while pending or running:
         while pending and len(running) < parallel:

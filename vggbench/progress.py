@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 from .curves import Curves
-from .records import atomic_write, record_path
+from .records import Results, atomic_write, record_path
 
 
 def clock(seconds: float) -> str:
@@ -54,7 +54,7 @@ def outcome(record: dict) -> str:
 
 
 def heartbeat_path(results_dir: str | os.PathLike, cell_id: str) -> Path:
-    return Path(results_dir) / "progress" / f"{cell_id}.json"
+    return Results(results_dir).heartbeat(cell_id)
 
 
 def write_heartbeat(results_dir: str | os.PathLike, cell, row: dict) -> None:

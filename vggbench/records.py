@@ -18,7 +18,9 @@ A record's "provenance" (outside the hash) says how it was made: the profile, th
 gave, the data source, whether it resumed, attempts and wall time over all attempts, the package
 version and commit. Read it with `provenance(record)`.
 
-Cell locks live in <results>/.locks/ (one <cell>.lock per cell that ran), out of runs/.
+A record names the table rows it is ("cases": `memberships`, with a "schema" version, SCHEMA_VERSION):
+the rows the tables and the report place it in. Every path inside the results folder is named
+once, by `Results`; cell locks live in <results>/.locks/ (one <cell>.lock per cell that ran), out of runs/.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ import os
 import secrets
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -84,8 +87,10 @@ def set_aside(path: str | os.PathLike, what: str, why: str = "corrupt (checksum 
 # of the same for a nested object. A key with a leading "?" may be absent or null (a spec field
 # added since a record was written: the report fills in its default).
 NUMBER = (int, float)
+# 2: "cases", the table rows a record is (memberships); 1 (no "schema"): written before.
+SCHEMA_VERSION = 2
 SCHEMA = {
-    "cell_id": str, "status": str,
+    "cell_id": str, "status": str, "?schema": int, "?cases": list,
     "config": {"seed": int, "device": str,
                "model": {"config": str, "batch_norm": bool, "kernels": str, "init": str, "head": str,
                          "width": NUMBER, "?num_classes": int, "?image_size": int},
@@ -129,6 +134,9 @@ def schema_errors(value, schema=SCHEMA, where: str = "") -> list[str]:
 def mismatch(path: str | os.PathLike, record: dict) -> str | None:
     """Why a checksummed record at `path` is not the record of the cell its file name says, in
     words (malformed, another cell's, or edited); None if it is."""
+    if isinstance(record, dict) and isinstance(record.get("schema"), int) and record["schema"] > SCHEMA_VERSION:
+        return (f"written by a newer vggbench (record schema {record['schema']}, this one reads up to "
+                f"{SCHEMA_VERSION}): update vggbench to read it")
     errors = schema_errors(record)
     if errors:
         return f"malformed ({'; '.join(errors[:3])})"
@@ -176,6 +184,22 @@ def read_record(path: str | os.PathLike, set_aside_corrupt: bool = False, check:
     return None
 
 
+def memberships(record: dict) -> list[dict] | None:
+    """The rows of the ablations' tables a record is: [{"ablation", "case", "tuned"}] (cells.Cell.membership),
+    added by every session that ran or reused its cell as a row; [] for a cell that is only needed
+    by others (a start net, a tuning rate, the training of an evaluation cell). None for a record
+    written before memberships were recorded (schema 1): where it goes is the reader's to say."""
+    return record["cases"] if record.get("schema", 1) >= 2 and isinstance(record.get("cases"), list) else None
+
+
+def with_membership(record: dict, membership: dict | None) -> dict:
+    """The record (of the current schema) with `membership` (a row it is, or None) among its rows."""
+    rows = memberships(record) or []
+    if membership is not None and membership not in rows:
+        rows = rows + [membership]
+    return {**record, "schema": SCHEMA_VERSION, "cases": rows}
+
+
 def provenance(record: dict) -> dict:
     """How a record was made (outside its hash): {"profile", "overrides" {option: value as given},
     "data_source" {"dataset", "data_dir", "origin"}, "resumed", "resumed_from_epoch", "attempts",
@@ -199,20 +223,72 @@ def older_identity(results_dir: str | os.PathLike) -> int:
     return n
 
 
+@dataclass(frozen=True)
+class Results:
+    """The results folder (--results-dir): every path inside it, named here only."""
+    root: Path
+
+    def __init__(self, root: str | os.PathLike):
+        object.__setattr__(self, "root", Path(root))
+
+    @property
+    def runs(self) -> Path:              # one record per cell, <cell id>.json (checkpoints beside them)
+        return self.root / "runs"
+
+    def record(self, cell_id: str) -> Path:
+        return self.runs / f"{cell_id}.json"
+
+    def lock(self, cell_id: str) -> Path:  # out of runs/: a lock is no result
+        return self.root / ".locks" / f"{cell_id}.lock"
+
+    @property
+    def weights_dir(self) -> Path:
+        return self.root / "weights"
+
+    def weights(self, cell_id: str) -> Path:
+        return self.weights_dir / f"{cell_id}.pt"
+
+    def heartbeat(self, cell_id: str) -> Path:  # a running cell's last epoch (progress.py, `vggbench status`)
+        return self.root / "progress" / f"{cell_id}.json"
+
+    def curves(self, ablation: str, case: str, seed: int) -> Path:  # TensorBoard event files (curves.py)
+        return self.root / "tensorboard" / ablation / f"{case}-s{seed}"
+
+    def table(self, ablation: str) -> Path:  # <ablation>.csv (tables.aggregate)
+        return self.root / f"{ablation}.csv"
+
+    @property
+    def session(self) -> Path:           # the options and ablations of the last session (tables.py)
+        return self.root / "session.json"
+
+    @property
+    def selection(self) -> Path:         # the cells the last session selected (status.py)
+        return self.root / "selection.json"
+
+    @property
+    def jobs(self) -> Path:              # submitit's pickles, logs and sbatch scripts, one folder a job (launch.py)
+        return self.root / "submitit" / "%j"
+
+    @property
+    def report(self) -> Path:            # `vggbench report`'s default folder
+        return self.root / "report"
+
+
+# Shorthands for the paths most callers want.
 def runs_dir(results_dir: str | os.PathLike) -> Path:
-    return Path(results_dir) / "runs"
+    return Results(results_dir).runs
 
 
 def record_path(results_dir: str | os.PathLike, cell_id: str) -> Path:
-    return runs_dir(results_dir) / f"{cell_id}.json"
+    return Results(results_dir).record(cell_id)
 
 
 def lock_path(results_dir: str | os.PathLike, cell_id: str) -> Path:
-    return Path(results_dir) / ".locks" / f"{cell_id}.lock"
+    return Results(results_dir).lock(cell_id)
 
 
 def weights_path(results_dir: str | os.PathLike, cell_id: str) -> Path:
-    return Path(results_dir) / "weights" / f"{cell_id}.pt"
+    return Results(results_dir).weights(cell_id)
 
 
 # ------------------------------------------------------------------------------ tables
@@ -247,17 +323,18 @@ def readings(history: list[dict]) -> dict:
             "last_val_top1": last["val_top1"], "last_train_eval_top1": last.get("train_eval_top1")}
 
 
-def flatten(record: dict, ablation: str, case: str) -> dict:
-    """One table row of a record as seen from one ablation case."""
+def flatten(record: dict, row: dict) -> dict:
+    """One table row of a record as the row `row` of an ablation's table ({"ablation", "case",
+    "tuned"}: one of its memberships, or cells.Cell.membership of the cell that read it)."""
     cfg, res = record["config"], record.get("result", {})
     m, t = cfg["model"], cfg["train"]
     test = res.get("test", {})
     thr = record.get("throughput", {})
     return {
-        "ablation": ablation, "case": case, "seed": cfg["seed"], "config": m["config"],
+        "ablation": row["ablation"], "case": row["case"], "seed": cfg["seed"], "config": m["config"],
         "batch_norm": m["batch_norm"], "kernels": m["kernels"], "init": m["init"], "head": m["head"],
         "width": m["width"], "optimizer": t["optimizer"], "transfer": t.get("transfer", "scratch"),
-        "lr": record.get("lr"), "tuned": tuned(record.get("tuning")), "epochs": t["epochs"], "epochs_run": res.get("epochs_run"),
+        "lr": record.get("lr"), "tuned": bool(row["tuned"]), "epochs": t["epochs"], "epochs_run": res.get("epochs_run"),
         "status": record.get("status"), "params": record.get("params"),
         "trainable_params": record.get("trainable_params"), "gmacs": record.get("gmacs"), "gflops": record.get("gflops"),
         "train_images_per_s": thr.get("train", {}).get("images_per_s"),

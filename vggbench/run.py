@@ -1,13 +1,15 @@
 """Running one cell: measure and train it, write its record (or reuse a finished one).
 
-`run_cell` holds the cell's lock, reuses a finished record, resumes from a checkpoint, retries at
-half the batch on out-of-memory, and turns any other failure into an error record; `problems`
-lists what makes a record invalid as a measurement (not whether the science held).
+`execute_cell` is the one executor: it runs a cell's needs (cells.Cell.needs: the training of an
+evaluation cell, the net it starts from, its tuning cells) first, then the cell under its lock:
+reuses a finished record, resumes from a checkpoint, retries at half the batch on out-of-memory,
+and turns any other failure into an error record. `run_cell` runs a cell as a row of its
+ablation's table (the record says so: records.memberships). `new_record` builds every record;
+`problems` lists what makes a record invalid as a measurement (not whether the science held).
 """
 from __future__ import annotations
 
 import copy
-import dataclasses
 import functools
 import io
 import math
@@ -109,21 +111,32 @@ def execute(cell: Cell, checkpoint: Checkpoint | None = None,
 def trained_record(cell: Cell, data: ImageData, result: dict, *, counts: dict, flops: dict, throughput: dict,
                    device: str, train_batch_size: int, amp: str, wall_s: float, earlier: dict | None = None,
                    started: dict | None = None) -> dict:
-    """The record of a trained cell, from what execute measured: the one place its fields are
-    assembled (the report's tests build theirs here too, so a field added here reaches them)."""
+    """The record of a trained cell (a final or a tuning cell), from what execute measured (the
+    report's tests build theirs here too, so a field added here reaches them)."""
     earlier = earlier or {"attempts": 0, "wall_s": 0.0, "epoch": 0}
-    return {
-        "cell_id": cell.id, "config": cell.config(), "ablation": cell.ablation, "case": cell.case,
-        "status": result["status"], "lr": cell.train.learning_rate, "result": result,
-        "train_batch_size": train_batch_size, "amp": amp,
-        **counts, **flops, "throughput": throughput, "device": device, "versions": versions(),
-        "dataset": {"name": data.name, "sizes": data.sizes(), "classes": len(data.classes), "source": data.source},
-        "commit": git_commit(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "wall_s": wall_s, "provenance": provenance(cell, data, earlier, wall_s),
-        "init_std": INIT_STD.get(cell.model.init),  # the paper's "10^-2 variance", read as which std
-        **({"tuning": cell.tuning} if cell.tuning is not None else {}),
-        **({"start": started} if started is not None else {}),
-    }
+    return new_record(
+        cell, result["status"], provenance(cell, data, earlier, wall_s), result=result,
+        train_batch_size=train_batch_size, amp=amp, **counts, **flops, throughput=throughput, device=device,
+        dataset={"name": data.name, "sizes": data.sizes(), "classes": len(data.classes), "source": data.source},
+        wall_s=wall_s, init_std=INIT_STD.get(cell.model.init),  # the paper's "10^-2 variance", read as which std
+        **({"start": started} if started is not None else {}))
+
+
+# The fields new_record sets for every cell: an evaluation record takes the rest from its training's.
+HEAD = ("schema", "cell_id", "config", "ablation", "case", "status", "lr", "versions", "commit", "created",
+        "provenance", "tuning", "cases")
+
+
+def new_record(cell: Cell, status: str, made: dict, **fields) -> dict:
+    """The one place a record is built, for trained, tuning, evaluation and error records alike
+    (records.SCHEMA: what its readers rely on; records.SCHEMA_VERSION): the fields every record
+    has, from the cell (its id, configuration, ablation and case, rate, what tuning found), the
+    status, how it was made (`made`: provenance()), then `fields`. Its table rows ("cases") are
+    added by the executor (records.with_membership), which knows whether the cell ran as a row."""
+    return {"schema": records.SCHEMA_VERSION, "cell_id": cell.id, "config": cell.config(), "ablation": cell.ablation,
+            "case": cell.case, "status": status, "lr": cell.train.learning_rate, "versions": versions(),
+            "commit": git_commit(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "provenance": made, "cases": [], **({"tuning": cell.tuning} if cell.tuning is not None else {}), **fields}
 
 
 def provenance(cell: Cell, data: ImageData | None, earlier: dict, wall_s: float | None) -> dict:
@@ -145,8 +158,23 @@ def finished_record(cell: Cell, results_dir: str | os.PathLike, set_aside_corrup
 
 def run_cell(cell: Cell, results_dir: str | os.PathLike, rerun: bool = False, display: Display | None = None,
              session: Session | None = None, keep_weights: bool = False) -> dict:
-    """The cell's record: reused if a finished one exists (unless rerun), else computed and written.
-    A file lock makes concurrent workers asking for the same cell compute it once.
+    """The record of a cell that is a row of its ablation's table (as cells_for made it): reused if a
+    finished one exists (unless rerun), else computed and written, after the cells it needs
+    (Cell.needs). The record names the rows it is (records.memberships: this cell's is added on
+    reuse too), which is how the tables and the report place it. See `execute_cell`."""
+    return execute_cell(cell, results_dir, rerun=rerun, display=display, session=session,
+                        keep_weights=keep_weights, row=True)
+
+
+def execute_cell(cell: Cell, results_dir: str | os.PathLike, *, rerun: bool = False, display: Display | None = None,
+                 session: Session | None = None, keep_weights: bool = False, row: bool = False) -> dict:
+    """The one executor: the cell's needs first (Cell.needs, each through this function, under its
+    own lock: computed once however many cells and workers need it), then the cell under its lock.
+
+    A cell that starts from another's trained net (the paper's from-A and S = 384 from S = 256) or
+    an evaluation cell keeps its needed net's weights (whatever the model's size). The start cell is
+    never rerun for the cells that start from it (it is its own row). A cell to be tuned runs its
+    tuning cells, then itself at the rate they chose (tuning.resolve); its record names them.
 
     Training resumes from the cell's last per-epoch checkpoint if an earlier run was killed. On
     out-of-memory the cell is retried at half the batch (recorded in "oom_retries"). Any other
@@ -156,27 +184,23 @@ def run_cell(cell: Cell, results_dir: str | os.PathLike, rerun: bool = False, di
 
     While it trains, the cell's progress is shown on `display` (progress.py), its curves go to
     <results>/tensorboard/ and its heartbeat to <results>/progress/ (for `vggbench status`).
-
-    A cell to be tuned (cell.tune) runs its tuning cells first, then itself at the rate they chose
-    (tuning.py); its record names them.
-
-    A cell that starts from another's trained net (cell.start: the paper's from-A and S = 384 from
-    S = 256) runs that cell first, keeping its weights (keep_weights: whatever the model's size), under
-    that cell's lock: computed once however many cells and workers need it. A cell that evaluates
-    (cell.evaluate) is a result of its training cell: see run_evaluation."""
-    if cell.evaluate:
-        return run_evaluation(cell, results_dir, rerun=rerun, display=display, session=session)
+    row: the cell is a row of its ablation's table (run_cell): its membership goes into its record."""
+    done = {need.id: execute_cell(need, results_dir, rerun=rerun and need is not cell.start, display=display,
+                                  session=session, keep_weights=need.role == "final")
+            for need in cell.needs()}
+    if cell.evaluate:  # tuned or not as its training cell was (tuning.resolve)
+        base = done[cell.training_cell().id]
+        cell = tuning.resolve(cell, results_dir) or cell
+        return _locked(cell, results_dir, rerun, row, lambda: (evaluation_record(cell, base, results_dir), None))
     start = None
     if cell.start is not None:
-        first = run_cell(cell.start, results_dir, display=display, session=session, keep_weights=True)
+        first = done[cell.start.id]
         if first["status"] in ("error", "diverged"):  # no usable weights (a stalled net's are: its record says so)
             return {**error_record(cell, RuntimeError(
                 f"the cell it starts from ({cell.start.case}, {cell.start.id}) ended {first['status']}: "
                 "no trained weights to start from")), "reused": False}
-        start = records.weights_path(results_dir, cell.start.id), first["status"]
+        start = records.weights_path(results_dir, first["cell_id"]), first["status"]
     if cell.tune:
-        for t in tuning.tuning_cells(cell):
-            run_cell(t, results_dir, rerun=rerun, display=display, session=session)
         resolved = tuning.resolve(cell, results_dir)
         if resolved is None:  # a tuning cell's record could not be written (its own error was said)
             return {**error_record(cell, RuntimeError("a tuning cell left no record: nothing to choose from")),
@@ -184,38 +208,58 @@ def run_cell(cell: Cell, results_dir: str | os.PathLike, rerun: bool = False, di
         cell = resolved
         if cell.tuning["chosen_lr"] is None:
             notice(f"{cell.ablation}/{cell.case}: {cell.tuning['note']}")
+    watch = Watch(cell, results_dir, display, session)
     path = records.record_path(results_dir, cell.id)
+    return _locked(cell, results_dir, rerun, row, lambda: _execute_retrying_oom(cell, path, watch.epoch, start),
+                   watch, keep_weights)
+
+
+class _Unwatched:
+    """An evaluation cell's Watch: it trains nothing (no curves, no heartbeat, no line of its own)."""
+    def reused(self, record): pass
+    def start(self): pass
+    def finish(self, record): pass
+    def abort(self): pass
+
+
+def _locked(cell: Cell, results_dir, rerun: bool, row: bool, compute, watch=_Unwatched(),
+            keep_weights: bool = False) -> dict:
+    """The cell's record under its lock: its finished record reused (unless rerun; a record whose
+    weights another cell needs and were not kept is computed again), else compute() -> (record, the
+    trained model or None), its weights saved, the record written; any failure an error record."""
+    path, weights = records.record_path(results_dir, cell.id), records.weights_path(results_dir, cell.id)
     lock = records.lock_path(results_dir, cell.id)
     for folder in (path.parent, lock.parent):
         folder.mkdir(parents=True, exist_ok=True)
-    watch = Watch(cell, results_dir, display, session)
-    with locked(lock, f"cell {cell.ablation}/{cell.case} (seed {cell.seed})"):
+    membership = cell.membership() if row else None
+    with locked(lock, f"{'evaluation' if cell.evaluate else 'cell'} {cell.ablation}/{cell.case} (seed {cell.seed})"):
         if rerun:
-            _remove_own_files(path, cell.id, records.weights_path(results_dir, cell.id), record=True)
+            _remove_own_files(path, cell.id, weights, record=True)
         else:
             record = finished_record(cell, results_dir, set_aside_corrupt=True)
-            weights = records.weights_path(results_dir, cell.id)
             if record is not None and keep_weights and not weights.exists():
                 notice(f"cell {cell.ablation}/{cell.case} (seed {cell.seed}) computed again: another cell starts "
-                            f"from its trained net and its weights were not kept ({weights})")
+                       f"from its trained net and its weights were not kept ({weights})")
             elif record is not None:
+                if membership is not None and membership not in (records.memberships(record) or []):
+                    try:  # the record is this row too (one cell can be a case of several ablations)
+                        record = records.write_record(path, records.with_membership(record, membership))
+                    except OSError as err:
+                        notice(f"{path}: could not add row {cell.ablation}/{cell.case} to it ({err}): "
+                               f"`vggbench report` leaves it out of that row")
                 watch.reused(record)
                 return {**record, "reused": True}
         # Temporary files of this cell left by a killed writer: no one else writes them (the lock).
-        _remove_own_files(path, cell.id, records.weights_path(results_dir, cell.id))
+        _remove_own_files(path, cell.id, weights)
         watch.start()
         try:
-            record, model = _execute_retrying_oom(cell, path, watch.epoch, start)
-            if record["params"] <= SAVE_WEIGHTS_MAX_PARAMS or keep_weights:
-                save_weights(model, records.weights_path(results_dir, cell.id))
-            record = records.write_record(path, record)
+            record, model = compute()
+            if model is not None and (record["params"] <= SAVE_WEIGHTS_MAX_PARAMS or keep_weights):
+                save_weights(model, weights)
+            record = records.write_record(path, records.with_membership(record, membership))
         except Exception as err:  # KeyboardInterrupt / SystemExit (a requeued job) pass: the checkpoint stays
-            record = error_record(cell, err)
-            try:
-                record = records.write_record(path, record)
-            except OSError as write_err:
-                record["error"]["unwritten"] = f"{type(write_err).__name__}: {write_err}"
-            _remove_own_files(path, cell.id, records.weights_path(results_dir, cell.id))
+            record = _written(path, records.with_membership(error_record(cell, err), membership))
+            _remove_own_files(path, cell.id, weights)
             watch.finish(record)
             return {**record, "reused": False}
         except BaseException:
@@ -226,38 +270,27 @@ def run_cell(cell: Cell, results_dir: str | os.PathLike, rerun: bool = False, di
     return {**record, "reused": False}
 
 
-def run_evaluation(cell: Cell, results_dir: str | os.PathLike, rerun: bool = False, display: Display | None = None,
-                   session: Session | None = None) -> dict:
-    """The record of an evaluation cell: its training cell's record (trained first, or reused, its
-    weights kept) with result["evaluation"] added: every method of cell.evaluate on the test split
-    (evaluation.evaluate_protocol), at the test scales of the training scale. Written under the
+def _written(path: Path, record: dict) -> dict:
+    """An error record written; if even it cannot be (a full disk), returned unwritten, saying so."""
+    try:
+        return records.write_record(path, record)
+    except OSError as write_err:
+        record["error"]["unwritten"] = f"{type(write_err).__name__}: {write_err}"
+        return record
+
+
+def evaluation_record(cell: Cell, base: dict, results_dir: str | os.PathLike) -> dict:
+    """The record of an evaluation cell: its training cell's record (`base`) with result["evaluation"]
+    added: every method of cell.evaluate on the test split (evaluation.evaluate_protocol), at the
+    test scales of the training scale, from the weights its training kept. Written under the
     evaluation cell's id; "trained_by" names the training cell. Evaluating never trains again."""
-    trained = dataclasses.replace(cell, evaluate=())
-    path = records.record_path(results_dir, cell.id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = records.lock_path(results_dir, cell.id)
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with locked(lock, f"evaluation {cell.ablation}/{cell.case} (seed {cell.seed})"):
-        if not rerun and (record := finished_record(cell, results_dir, set_aside_corrupt=True)) is not None:
-            return {**record, "reused": True}
-        base = run_cell(trained, results_dir, rerun=rerun, display=display, session=session, keep_weights=True)
-        record = {k: v for k, v in base.items() if k != "reused"}
-        record.update(cell_id=cell.id, config=cell.config(), ablation=cell.ablation, case=cell.case,
-                      trained_by=trained.id)
-        if base["status"] not in ("error", "diverged"):  # a stalled net is evaluated too: it scores at chance
-            try:
-                t0 = time.perf_counter()
-                evaluation = evaluate_cell(cell, records.weights_path(results_dir, trained.id))
-                record["result"] = {**record["result"], "evaluation": evaluation}
-                record["evaluation_s"] = time.perf_counter() - t0
-            except Exception as err:
-                record = error_record(cell, err)
-        try:
-            record = records.write_record(path, record)
-        except OSError as write_err:
-            record = error_record(cell, write_err)
-            record["error"]["unwritten"] = f"{type(write_err).__name__}: {write_err}"
-    return {**record, "reused": False}
+    record = new_record(cell, base["status"], base["provenance"], trained_by=base["cell_id"], lr=base.get("lr"),  # tuned: its rate
+                        **{k: v for k, v in base.items() if k not in (*HEAD, "reused", "checksum", "trained_by")})
+    if base["status"] in ("error", "diverged"):  # a stalled net is evaluated too: it scores at chance
+        return record
+    t0 = time.perf_counter()
+    evaluation = evaluate_cell(cell, records.weights_path(results_dir, base["cell_id"]))
+    return {**record, "result": {**record["result"], "evaluation": evaluation}, "evaluation_s": time.perf_counter() - t0}
 
 
 def evaluate_cell(cell: Cell, weights: Path) -> dict:
@@ -317,15 +350,9 @@ def _remove_own_files(path: Path, cell_id: str, weights: Path | None = None, rec
 
 def error_record(cell: Cell, err: BaseException) -> dict:
     """The record of a cell that raised: enough to see what failed, and where."""
-    return {
-        "cell_id": cell.id, "config": cell.config(), "ablation": cell.ablation, "case": cell.case,
-        "status": "error", "lr": cell.train.learning_rate,
-        "error": {"type": type(err).__name__, "message": str(err).strip(),
-                  "traceback": "".join(traceback.format_exception(type(err), err, err.__traceback__))},
-        "versions": versions(), "commit": git_commit(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "provenance": provenance(cell, None, {"attempts": 0, "wall_s": 0.0, "epoch": 0}, None),
-    }
+    return new_record(cell, "error", provenance(cell, None, {"attempts": 0, "wall_s": 0.0, "epoch": 0}, None),
+                      error={"type": type(err).__name__, "message": str(err).strip(),
+                             "traceback": "".join(traceback.format_exception(type(err), err, err.__traceback__))})
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:

@@ -36,9 +36,10 @@ from . import records, tuning
 from .cells import cells_for
 from .notices import notice
 from .progress import heartbeat_path, now, outcome
+from .records import Results
 from .tables import load_session
 
-SELECTION_FILE = "selection.json"
+SELECTION_FILE = Results(".").selection.name
 COLUMNS = ["ablation", "case", "seed", "state", "epoch", "detail", "last_write", "job", "cell_id"]
 
 
@@ -47,7 +48,7 @@ def save_selection(results_dir: str | os.PathLike, cells) -> None:
     `vggbench status` reads it: a write that fails (a full disk) is said in one line, not raised."""
     unique = {c.id: c for c in cells}
     try:
-        records.atomic_write(Path(results_dir) / SELECTION_FILE, json.dumps({
+        records.atomic_write(Results(results_dir).selection, json.dumps({
             "started": now(), "cells": [_selected(c) for c in unique.values()]}, indent=1) + "\n")
     except OSError as err:
         notice(f"{SELECTION_FILE} not written ({type(err).__name__}: {err}); `vggbench status` will not list "
@@ -62,7 +63,7 @@ def _selected(cell) -> dict:
 
 def selected_cells(results_dir: str | os.PathLike) -> tuple[list[dict], str | None]:
     """The last session's cells as dicts (cell_id, ablation, case, seed, epochs) and its start time."""
-    path = Path(results_dir) / SELECTION_FILE
+    path = Results(results_dir).selection
     try:
         saved = json.loads(path.read_text())
         cells = [{**{k: c[k] for k in ("cell_id", "ablation", "case", "seed", "epochs")},

@@ -23,9 +23,10 @@ from . import records, tuning
 from .cells import cells_for
 from .data.sources import writable
 from .options import Options
+from .records import Results
 from .grid import ABLATIONS
 
-SESSION_FILE = "session.json"
+SESSION_FILE = Results(".").session.name
 
 
 def check_results_dir(results_dir: str | os.PathLike) -> Path:
@@ -56,17 +57,17 @@ def aggregate(results_dir: str | os.PathLike, ablations, opts: Options) -> dict[
         for cell in cells_for(name, opts):
             cell = tuning.resolve(cell, results_dir)  # a tuned case: its record is at the rate chosen
             rec = records.read_record(records.record_path(results_dir, cell.id)) if cell is not None else None
-            if rec is not None:
-                rows.append({**records.flatten(rec, name, cell.case), "tuned": records.tuned(cell.tuning)})
+            if rec is not None:  # the row as the cell is one (the run wrote the same into the record)
+                rows.append(records.flatten(rec, cell.membership()))
         df = records.table(rows)
-        records.write_table(df, results_dir / f"{name}.csv")
+        records.write_table(df, Results(results_dir).table(name))
         tables[name] = df
     return tables
 
 
 def save_session(results_dir: str | os.PathLike, opts: Options, ablations) -> None:
     """Remember the options and ablations of a session (ablations accumulate while the options stay)."""
-    path = Path(results_dir) / SESSION_FILE
+    path = Results(results_dir).session
     names = set(ablations)
     try:
         before = json.loads(path.read_text())
@@ -81,7 +82,7 @@ def save_session(results_dir: str | os.PathLike, opts: Options, ablations) -> No
 
 def load_session(results_dir: str | os.PathLike) -> tuple[Options, list[str]]:
     results_dir = check_results_dir(results_dir)
-    path = results_dir / SESSION_FILE
+    path = Results(results_dir).session
     hint = f"run `pytest ablations --results-dir {results_dir}` first"
     try:
         saved = json.loads(path.read_text())

@@ -34,13 +34,6 @@ NO_RATE = ("no rate of the tuning grid ({grid}) trained (every one diverged, sta
 USABLE = ("ok", "unjudged")  # statuses a rate can be chosen from (never diverged, stalled or error)
 
 
-def tuning_cells(cell: Cell) -> list[Cell]:
-    """The tuning cells of a final cell: seed 0 at each rate of its grid."""
-    return [dataclasses.replace(cell, case=f"{cell.case}@lr={lr:g}", train=cell.train.replace(lr=lr), seed=0,
-                                tune=(), role="tuning", tuning=None)
-            for lr in cell.tune]
-
-
 def choose(candidates: list[tuple[float, dict]]) -> float | None:
     """The rate to use, from (rate, record) pairs: the best validation top-1 among usable runs;
     a tie goes to the smaller rate. None when no run is usable. Reads `status` and
@@ -54,7 +47,7 @@ def plan(cell: Cell) -> dict:
     """A tuned final cell's ids before it is resolved (for `vggbench status`, which has no cells):
     its tuning cells' and, for each rate it may end at (each of the grid, or its own), its own."""
     rates = [*cell.tune, cell.train.lr]
-    return {"tuning": [[t.train.lr, t.id] for t in tuning_cells(cell)],
+    return {"tuning": [[t.train.lr, t.id] for t in cell.tuning_cells()],
             "final": [[lr, dataclasses.replace(cell, train=cell.train.replace(lr=lr), tune=()).id] for lr in rates]}
 
 
@@ -85,7 +78,10 @@ def resolve(cell: Cell, results_dir: str | os.PathLike) -> Cell | None:
     records.tuned) and the record says why."""
     if not cell.tune:
         return cell
-    candidates = _candidates([[t.train.lr, t.id] for t in tuning_cells(cell)], results_dir)
+    if cell.evaluate:  # evaluated under its own id (its config names the grid), tuned as its training cell was
+        trained = resolve(cell.training_cell(), results_dir)
+        return None if trained is None else dataclasses.replace(cell, tuning=trained.tuning)
+    candidates = _candidates([[t.train.lr, t.id] for t in cell.tuning_cells()], results_dir)
     if candidates is None:
         return None
     chosen = choose([(lr, r) for lr, _, r in candidates])

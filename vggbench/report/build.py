@@ -52,7 +52,7 @@ def build_report(results_dir: str | Path = "results", out: str | Path | None = N
     results_dir = Path(results_dir)
     # A read-only results folder (a colleague's, an archive) is read, never written: the report goes elsewhere.
     advice = "pass --out a writable folder" if out is None else "choose another --out or make it writable"
-    out = tables.check_writable(out if out is not None else results_dir / "report", "report folder", advice)
+    out = tables.check_writable(out if out is not None else records.Results(results_dir).report, "report folder", advice)
     figdir = out / "figures"
     if figdir.is_dir():
         for old in figdir.glob("*.png"):  # figures of an earlier build: ours to replace

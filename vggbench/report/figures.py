@@ -132,7 +132,7 @@ def section_feature_maps(s: Setting, data, why: str | None, results_dir: Path, o
     blocks = [heading(3, "Feature maps of a trained model")]
     rec = _feature_record(s, results_dir)
     if rec is None:
-        return blocks + [paragraph(f"No saved weights under `{rel(results_dir / 'weights', out)}/` for this "
+        return blocks + [paragraph(f"No saved weights under `{rel(records.Results(results_dir).weights_dir, out)}/` for this "
                                    "setting's cells (weights are kept for models up to 20M parameters), so no "
                                    "feature maps are drawn.")]
     if data is None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import records
 from ..grid import ABLATIONS
 from .blocks import Block, heading, paragraph, table_block
 from .budget import DEFINITION, Budget
@@ -31,7 +32,7 @@ def section_summary(settings: list[Setting], judged: dict[int, pd.DataFrame], bu
         claims[f"setting {s.index}"] = judged[s.index].shown.values
     blocks = [heading(1, "VGG ablation report"),
               paragraph(f"Built {now} by `vggbench report` from {n_records} run records in "
-                        f"`{rel(results_dir / 'runs', out)}/`; {len(settings)} setting(s)."),
+                        f"`{rel(records.Results(results_dir).runs, out)}/`; {len(settings)} setting(s)."),
               heading(2, "Verdicts"),
               table_block(pd.DataFrame(rows), "claims per setting by verdict, and the setting's budget"),
               table_block(claims, "each claim's verdict per setting (grey: not evidence; details in each setting's "
@@ -75,9 +76,9 @@ def section_environment(all_records: list[dict]) -> list[Block]:
 
 
 def section_files(results_dir: Path, out: Path) -> list[Block]:
-    links = [f"- [{name}.csv]({rel(results_dir / (name + '.csv'), out)}): every cell of the ablation, one row each"
-             for name in ABLATIONS if (results_dir / f"{name}.csv").is_file()]
-    links.append(f"- [runs/]({rel(results_dir / 'runs', out)}/): one JSON record per cell (configuration, history, "
+    links = [f"- [{name}.csv]({rel(records.Results(results_dir).table(name), out)}): every cell of the ablation, one row each"
+             for name in ABLATIONS if records.Results(results_dir).table(name).is_file()]
+    links.append(f"- [runs/]({rel(records.Results(results_dir).runs, out)}/): one JSON record per cell (configuration, history, "
                  "result, throughput, environment)")
     links.append("- `vggbench/references.json`: the claims and reference figures with their sources")
     return [heading(2, "Files"), paragraph("\n".join(links))]

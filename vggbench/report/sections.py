@@ -46,6 +46,9 @@ def section_setting(s: Setting, budget: Budget) -> list[Block]:
     if s.superseded:
         lines.append(f"- {s.superseded} older records of the same configurations are superseded by newer ones "
                      "(written before a spec gained a field): the newest record of each cell counts")
+    if s.placed_by_case:
+        lines.append(f"- {s.placed_by_case} records were written before records named their table rows: each is "
+                     "placed in the one case that wrote it (run its cells again to record every row they are)")
     blocks = [heading(2, setting_title(s)), paragraph("\n".join(lines))]
     if s.profile == "smoke":
         what = "synthetic glyphs" if data == "synthetic" else f"{data} at {cfg['data']['image_size']}px"

@@ -1,8 +1,8 @@
 """Records grouped into *settings*: runs that differ only along the ablation axes (config, batch
 norm, kernels, init, optimizer) belong together; a results folder holding e.g. a smoke run and a
-3-epoch run gets one part per setting. A record is placed in an ablation case by its
-configuration, not by the ablation that happened to run it first (one cell, e.g. D with Kaiming
-init, SGD and no BN, is a case of four ablations).
+3-epoch run gets one part per setting. A record is placed in the ablation cases it was run as
+(records.memberships, written by the run from cells.Cell.membership, the same as the tables): one
+cell, e.g. D with Kaiming init, SGD and no BN, can be a row of several ablations, each that ran it.
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from .. import records
 from ..data import DataSpec
 from ..grid import ABLATIONS
 from ..models import ModelSpec
-from ..profiles import PROFILES, scale_px
-from ..trainer import DEFAULT_LR, TrainSpec
+from ..profiles import PROFILES
+from ..trainer import TrainSpec
 from .text import epochs_text
 
 
@@ -39,6 +39,7 @@ class Setting:
     overrides: list[str] = field(default_factory=list)
     superseded: int = 0      # older records of the same configuration (written before a spec gained a field)
     inferred: bool = False   # the profile was inferred from the configuration (records without provenance)
+    placed_by_case: int = 0  # records from before memberships, placed in the case that wrote them (rows_of)
 
     @property
     def first(self) -> dict:
@@ -124,47 +125,34 @@ def profile_of(record: dict) -> tuple[str | None, list[str]]:
     return best
 
 
-def _baseline(profile: str | None) -> tuple[ModelSpec, TrainSpec]:
-    p = PROFILES.get(profile) if profile else None
-    return (p.model, p.train) if p else (ModelSpec(), TrainSpec())
-
-
-def setting_key(record: dict) -> str:
-    """Everything of a record's configuration except the ablation axes and the seed."""
+def rows_of(record: dict) -> tuple[list[dict], bool]:
+    """The table rows a record is, as the session that ran it wrote them (records.memberships: the
+    same cells.Cell.membership the tables use), and True; for a record written before memberships
+    were recorded (schema 1), a one-time fallback, and False: the one row of the case that wrote it
+    (its stored ablation and case), if that case is still in the grid and the record is its row
+    (not the training of an evaluation case, not a tuning rate); else none."""
+    rows = records.memberships(record)
+    if rows is not None:
+        return rows, True
+    ab = ABLATIONS.get(record.get("ablation"))
+    case = next((c for c in ab.cases if c.id == record.get("case")), None) if ab else None
     cfg = record["config"]
-    profile, _, _ = provenance_of(record)
-    _, base_train = _baseline(profile)
-    opt = cfg["train"]["optimizer"]
-    default_lr = base_train.lr if base_train.lr is not None else DEFAULT_LR.get(opt)
+    if case is None or cfg.get("evaluate", []) != list(case.evaluate) or cfg.get("role", "final") != "final":
+        return [], False
+    return [{"ablation": ab.name, "case": case.id, "tuned": records.tuned(record.get("tuning"))}], False
+
+
+def _setting_of(record: dict, row: dict) -> str:
+    """What a row shares with the other rows of its setting: its record's configuration but the
+    fields the cases vary (AXES_*), the seed and the rate; the rate as the session set it: tuned
+    (each case at its own chosen rate), the --lr its provenance names, or each case's own (None)."""
+    cfg = record["config"]
     return records.canonical({
         "data": cfg["data"], "device": cfg["device"],
         "model": {k: v for k, v in cfg["model"].items() if k not in AXES_MODEL},
         "train": {k: v for k, v in cfg["train"].items() if k not in AXES_TRAIN and k != "lr"},
-        # tuned cases each run at their own chosen rate: one setting, the rates shown per case; a net
-        # started from another's (S = 384 from S = 256) runs at a fraction of that net's rate
-        "lr": "tuned" if records.tuned(record.get("tuning")) else None if cfg["train"].get("lr") == default_lr
-        or cfg.get("start", {}).get("layers") == "all" else cfg["train"].get("lr"),
+        "lr": "tuned" if row["tuned"] else (records.provenance(record)["overrides"] or {}).get("lr"),
     })
-
-
-def cases_of(record: dict, profile: str | None) -> list[tuple[str, str]]:
-    """The (ablation, case) pairs whose configuration this record is."""
-    base_model, base_train = _baseline(profile)
-    model, train_ = record["config"]["model"], record["config"]["train"]
-    train_ = {k: list(v) if isinstance(v, tuple) else v for k, v in train_.items()}  # as JSON stores it
-    out = []
-    for ab in ABLATIONS.values():
-        for case in ab.cases:
-            want_m = {k: case.model.get(k, getattr(base_model, k)) for k in AXES_MODEL}
-            want_t = {k: case.train.get(k, getattr(base_train, k)) for k in AXES_TRAIN}
-            # a case's training scale as its records store it (pixels at their crop, a JSON list)
-            want_t["scale"] = [scale_px(v, model["image_size"]) for v in case.scale] if case.scale else None
-            want_m.update(ab.model)  # fields the ablation fixes for all its cases (transfer: the weights' architecture)
-            want_t.update({k: case.train.get(k, v) for k, v in ab.train.items()})  # (pitfalls: its readings)
-            if (all(model.get(k) == v for k, v in want_m.items()) and all(train_.get(k) == v for k, v in want_t.items())
-                    and record["config"].get("evaluate", []) == list(case.evaluate)):
-                out.append((ab.name, case.id))
-    return out
 
 
 def _curve_rows(record: dict, ablation: str, case: str) -> list[dict]:
@@ -208,22 +196,27 @@ def newest_per_cell(recs: list[dict]) -> tuple[list[dict], int]:
 
 
 def group_settings(all_records: list[dict]) -> list[Setting]:
-    """Group records into settings (largest first) and place each in its ablation cases."""
-    groups: dict[str, list[dict]] = {}
+    """Group the rows of records (rows_of) into settings (largest first). A record that is no row
+    (a start net, the training of an evaluation case) is in none: its rows' records name it."""
+    groups: dict[str, list[tuple[dict, dict]]] = {}
     for r in map(normalised, all_records):
-        groups.setdefault(setting_key(r), []).append(r)
+        for row in rows_of(r)[0]:
+            groups.setdefault(_setting_of(r, row), []).append((r, row))
     settings = []
     for i, group in enumerate(sorted(groups.values(), key=len, reverse=True), 1):
-        recs, superseded = newest_per_cell(group)
+        recs, superseded = newest_per_cell(list({id(r): r for r, _ in group}.values()))
+        kept = {id(r) for r in recs}
         profile, overrides, inferred = provenance_of(recs[0])
         rows, curves = [], []
-        for r in recs:
-            for ablation, case in cases_of(r, profile):
-                row = records.flatten(r, ablation, case)
-                row.update(num_classes=r["config"]["model"]["num_classes"],
-                           params_m=(r.get("params") or math.nan) / 1e6, **_extra_columns(r))
-                rows.append(row)
-                curves += _curve_rows(r, ablation, case)
+        for r, place in group:
+            if id(r) not in kept:
+                continue
+            row = records.flatten(r, place)
+            row.update(num_classes=r["config"]["model"]["num_classes"],
+                       params_m=(r.get("params") or math.nan) / 1e6, **_extra_columns(r))
+            rows.append(row)
+            curves += _curve_rows(r, place["ablation"], place["case"])
         settings.append(Setting(i, recs, records.table(rows, records.COLUMNS + EXTRA_COLUMNS),
-                                pd.DataFrame(curves), profile, overrides, superseded, inferred))
+                                pd.DataFrame(curves), profile, overrides, superseded, inferred,
+                                sum(not (rows_of(r)[1]) for r in recs)))
     return settings
