@@ -16,7 +16,7 @@ A cluster: `pytest ablations --launcher slurm`
     process) run the same jobs through submitit's local and debug executors.
 
 Fail fast: when the first two cells to finish failed with the same error, the cells still queued
-or running are cancelled (and the pytest session stops, see conftest.py).
+or running are cancelled (and the pytest session stops, see vggbench/plugin.py).
 """
 from __future__ import annotations
 
