@@ -23,6 +23,7 @@ from .profiles import PROFILES, Profile
 from .pretrained import Unavailable, Weights, check_reachable, weights_for
 from .trainer import TrainSpec, amp_name
 from .warmstart import check_copy
+from .errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -124,12 +125,12 @@ def baseline(options: Options) -> Profile:
         return spec.replace(**{k: v for k, v in given.items() if k in names})
 
     if options.tune is not None and options.lr is not None:
-        raise ValueError(f"--tune {options.tune} and --lr do not combine: --lr fixes every cell's rate; drop one")
+        raise UsageError(f"--tune {options.tune} and --lr do not combine: --lr fixes every cell's rate; drop one")
     if options.tune_grid and options.tune is None and not p.tune_by_default:
-        raise ValueError(f"--tune-grid is used only when rates are tuned, and the {options.profile} profile tunes "
+        raise UsageError(f"--tune-grid is used only when rates are tuned, and the {options.profile} profile tunes "
                          "none by default: add --tune lr")
     if options.tune_grid and options.lr is not None:
-        raise ValueError("--tune-grid and --lr do not combine: --lr fixes every cell's rate; drop one")
+        raise UsageError("--tune-grid and --lr do not combine: --lr fixes every cell's rate; drop one")
     data, model, train_ = apply(p.data), apply(p.model), apply(p.train)
     if data.dataset != p.data.dataset or data.classes is not None:
         # Another dataset than the profile's (e.g. --dataset imagefolder --data-dir flowers/), or a
@@ -264,7 +265,7 @@ def check_runnable(options: Options, cases=()) -> None:
             check_fits(model, 1, device, data_bytes, f"{ablation.name}:{case.id} ({model.name} on {base.data.dataset})")
             problem = _from_a_problem(ablation, case, model) if cases else None  # a grid run skips it, saying why
             if problem:
-                raise ValueError(f"{problem}; leave the case out or choose another --init")
+                raise UsageError(f"{problem}; leave the case out or choose another --init")
     if options.pretrained:  # a file is read (and judged) by weights_for; torchvision's are asked for
         for cell in cells_for("transfer", options, cases):
             if cell.weights is not None:

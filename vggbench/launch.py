@@ -35,6 +35,7 @@ from submitit.core.utils import JobPaths
 from submitit.helpers import Checkpointable, DelayedSubmission
 
 from .cells import Cell
+from .errors import UsageError
 from .options import from_namespace, number, option
 from .progress import for_log
 from .run import run_cell
@@ -177,7 +178,7 @@ def make_executor(opts: LaunchOptions, results_dir: str | os.PathLike, gpu: str 
         ex.update_parameters(timeout_min=opts.slurm_time, **({"setup": [env]} if env else {}))
         return ex
     if opts.launcher != "slurm":
-        raise ValueError(f"unknown launcher {opts.launcher!r}: choose one of {', '.join(LAUNCHERS)}")
+        raise UsageError(f"unknown launcher {opts.launcher!r}: choose one of {', '.join(LAUNCHERS)}")
     ex = submitit.AutoExecutor(folder, cluster="slurm", slurm_max_num_timeout=MAX_REQUEUES)
     given = {"partition": opts.slurm_partition, "gpus_per_task": opts.slurm_gpus_per_task or None,
              "cpus_per_task": opts.slurm_cpus_per_task, "account": opts.slurm_account, "qos": opts.slurm_qos,

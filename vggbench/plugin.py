@@ -4,7 +4,8 @@ ablation parametrisation, records, tables.
 Each ablation module under ablations/ names its ABLATION; its test takes the `measured` fixture,
 which is parametrised here with the ablation's cells (cases x seeds) under the chosen profile.
 At the end of a session (on the controller under pytest-xdist) the records of every selected
-ablation are aggregated into results/<ablation>.csv and printed (vggbench.tables).
+ablation are aggregated into results/<ablation>.csv and printed (vggbench.session, which
+`vggbench run` shares: the same cells, records and tables without pytest).
 
 Scale-out (vggbench.launch): under `-n auto` each xdist worker gets its own GPU and a share of the
 CPU threads; with `--launcher local|debug|slurm` the selected cells run as submitit jobs and the
@@ -13,23 +14,21 @@ session (fail fast).
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from vggbench import launch, notices, preflight, progress, records, status, tables
-from vggbench.cells import Cell, baseline, cells_for, tuned
+from vggbench import launch, notices, preflight, progress, session as engine, status
+from vggbench.cells import Cell
+from vggbench.errors import UsageError
+from vggbench.grid import case_selected
 from vggbench.options import Options, Outputs, add_to_pytest, from_namespace
-from vggbench.run import finished_record, run_cell
-from vggbench.trainer import STATUS_MEANS
-from vggbench.grid import ABLATIONS, case_selected
+from vggbench.run import run_cell
+from vggbench.statuses import Status
 
-_TABLES_KEY = pytest.StashKey[dict]()
-_REPORT_KEY = pytest.StashKey[str]()
+_END_KEY = pytest.StashKey[engine.End]()
 _SEEN_KEY = pytest.StashKey[set]()
 _LAUNCH_KEY = pytest.StashKey[launch.Launched]()
 _SESSION_KEY = pytest.StashKey[pytest.Session]()
-_FIRST_ERRORS_KEY = pytest.StashKey[list]()
+_FAIL_FAST_KEY = pytest.StashKey[engine.FailFast]()
 _NOTICES_KEY = pytest.StashKey[list]()
 _PROGRESS_KEY = pytest.StashKey[tuple]()
 
@@ -45,19 +44,15 @@ def options(config) -> Options:
     return from_namespace(Options, config.option)
 
 
-def launch_options(config) -> launch.LaunchOptions:
-    return launch.LaunchOptions.of(config.option)
-
-
 def pytest_configure(config):
     if hasattr(config, "workerinput"):
         launch.apply_worker_settings(config.workerinput)  # its GPU: before anything initialises CUDA
     config.stash[_SEEN_KEY] = set()
-    config.stash[_FIRST_ERRORS_KEY] = []
+    config.stash[_FAIL_FAST_KEY] = engine.FailFast()
     config.stash[_NOTICES_KEY] = []
     try:
         preflight.check_namespace(config.option)
-    except ValueError as err:
+    except UsageError as err:
         raise pytest.UsageError(str(err)) from None
 
 
@@ -95,12 +90,10 @@ def pytest_generate_tests(metafunc):
     if "measured" not in metafunc.fixturenames:
         return
     name = getattr(metafunc.module, "ABLATION", None)
-    if name not in ABLATIONS:
-        raise pytest.UsageError(f"{metafunc.module.__name__}: ABLATION = {name!r} is not one of {', '.join(ABLATIONS)}")
     try:  # --case selects before building: cells of other cases are never made
-        cells = cells_for(name, options(metafunc.config), metafunc.config.getoption("case", None) or ())
-    except ValueError as err:
-        raise pytest.UsageError(str(err)) from None
+        cells = engine.cells_of(name, options(metafunc.config), metafunc.config.getoption("case", None) or ())
+    except UsageError as err:
+        raise pytest.UsageError(f"{metafunc.module.__name__}: {err}") from None
     # A cell that cannot run here (the transfer ablation without --pretrained) is skipped, saying why.
     metafunc.parametrize("cell", [pytest.param(c, marks=pytest.mark.skip(reason=c.skip)) if c.skip else c
                                   for c in cells], ids=[c.test_id for c in cells])
@@ -127,24 +120,19 @@ def measured(cell, request, record_property):
             record_property("notices", list(said))
     record_property("status", record["status"])
     record_property("reused", record["reused"])
-    if record["status"] == "error":
-        err = record["error"]
-        record_property("error", f"{err['type']}: {err['message']}")
-        request.node.add_report_section("call", "cell traceback", err["traceback"])
+    if record["status"] == Status.ERROR:
+        record_property("error", engine.error_line(record))
+        request.node.add_report_section("call", "cell traceback", record["error"]["traceback"])
     return record
 
 
 def _launched_record(launched: launch.Launched, cell, results_dir) -> dict:
-    job = launched.submitted[cell.id]
-    outcome = launched.outcomes.get(cell.id)
-    if outcome is None:
-        if launched.stopped:
-            pytest.skip(f"job {job} cancelled: {launched.stopped}")
-        pytest.skip(f"submitted as job {job}; when it is done: vggbench collect --results-dir {results_dir}")
-    record = records.read_record(records.record_path(results_dir, cell.id))
-    if record is None:
-        pytest.fail(f"job {job} left no record: {outcome.get('error')} (log: {outcome.get('log')})", pytrace=False)
-    return {**record, "reused": False}
+    record, skipped, lost = engine.launched_record(launched, cell, results_dir)
+    if skipped:
+        pytest.skip(skipped)
+    if lost:
+        pytest.fail(lost, pytrace=False)
+    return record
 
 
 def _cell_of(item):
@@ -173,11 +161,10 @@ def pytest_runtestloop(session):
     if config.option.launcher == "inprocess" or config.option.collectonly or not session.items:
         return None
     cells = {c.id: c for c in map(_cell_of, session.items) if c is not None and not c.skip}
-    results_dir = config.option.results_dir
-    todo = [c for c in cells.values() if config.option.rerun or finished_record(c, results_dir) is None]
     tr = config.pluginmanager.get_plugin("terminalreporter")
     log = tr.write_line if tr is not None else print
-    launched = launch.launch(todo, results_dir, launch_options(config), rerun=config.option.rerun, log=log)
+    launched = engine.launch_first(list(cells.values()), config.option.results_dir, launch.LaunchOptions.of(config.option),
+                                   config.option.rerun, log)
     config.stash[_LAUNCH_KEY] = launched
     order = {cid: i for i, cid in enumerate(launched.outcomes)}
 
@@ -203,9 +190,7 @@ def pytest_runtest_logreport(report):
 
 def _fail_fast(error: str | None) -> None:
     """Stop the session when the first two cells computed in it failed with the same error."""
-    first = _config.stash[_FIRST_ERRORS_KEY]
-    first.append(error)
-    reason = launch.fail_fast(first) if len(first) == launch.FAIL_FAST_AFTER else None
+    reason = _config.stash[_FAIL_FAST_KEY].add(error)
     if reason:
         _config.stash[_SESSION_KEY].shouldstop = reason
         dsession = _config.pluginmanager.get_plugin("dsession")  # pytest-xdist's controller loop
@@ -223,75 +208,18 @@ def pytest_sessionstart(session):
     _config.stash[_SESSION_KEY] = session
 
 
-def aggregate(config) -> dict:
-    """Write results/<ablation>.csv for every ablation touched: all cells of its grid (under the
-    current options) that have a valid record, selected this session or earlier. The session's
-    options are saved for `vggbench collect`."""
-    seen = config.stash[_SEEN_KEY]
-    if not seen:
-        return {}
-    tables.save_session(config.option.results_dir, options(config), seen)
-    return tables.aggregate(config.option.results_dir, seen, options(config))
-
-
 def pytest_sessionfinish(session):
     if hasattr(session.config, "workerinput"):
         return  # an xdist worker: the controller aggregates
-    config = session.config
-    with notices.collecting() as said:
-        try:
-            config.stash[_TABLES_KEY] = aggregate(config)
-        except OSError as err:  # a full disk: the cells' own errors stand; one line, a normal summary
-            said.append(f"tables not written ({type(err).__name__}: {err}); when there is room: "
-                        f"vggbench collect --results-dir {config.option.results_dir}")
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        if config.stash[_SEEN_KEY]:
-            older = records.older_identity(config.option.results_dir)
-            if older:
-                said.append(f"{older} records of an older identity in {records.runs_dir(config.option.results_dir)}/ "
-                            "were not used (written before cell ids covered the data's content; see README)")
-    config.stash[_NOTICES_KEY].extend(said)
-    if session.config.option.report:
-        session.config.stash[_REPORT_KEY] = _build_report(session)
-
-
-def _build_report(session) -> str:
-    """Build the report after aggregation (controller only); a failure fails the session."""
-    from vggbench.report import build_report as build
-
-    try:
-        o = session.config.option   # the session's data and cache folders serve the report's figures too
-        out = build(o.results_dir, data_dir=o.data_dir, cache_dir=o.cache_dir)
-    except Exception as err:  # the results stay valid: say what broke, exit non-zero
+    config, o = session.config, session.config.option
+    end = engine.finish(options(config), config.stash[_SEEN_KEY], results_dir=o.results_dir, report=o.report,
+                        data_dir=o.data_dir, cache_dir=o.cache_dir)
+    if end.failed:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        return f"report FAILED: {type(err).__name__}: {err}"
-    return f"report written: {out['html']} and {out['md']}"
+    config.stash[_END_KEY] = end
 
 
 def pytest_terminal_summary(terminalreporter, config):
-    for line in config.stash.get(_NOTICES_KEY, []):
-        terminalreporter.write_line(f"vggbench: {line}")
-    tables = config.stash.get(_TABLES_KEY, {})
-    if not tables:
-        if _REPORT_KEY in config.stash:
-            terminalreporter.write_line(config.stash[_REPORT_KEY])
-        return
-    cols = ["case", "seed", "status", "params", "gmacs", "train_images_per_s", "infer_images_per_s",
-            "ceiling_fraction", "best_val_top1", "test_top1", "wall_s"]
-    opts = options(config)
-    for name, df in tables.items():
-        terminalreporter.section(f"vggbench: {name} -> {Path(config.option.results_dir) / (name + '.csv')}")
-        shown = cols[:3] + ["lr", "tuned"] + cols[3:] if ABLATIONS[name].tune_by_default or opts.tune else cols
-        shown = shown + [c for c in df.columns if c.startswith("eval_")]  # section 3.2's test-time methods
-        terminalreporter.write_line(df[shown].to_string(index=False, float_format=lambda v: f"{v:.4g}")
-                                    if len(df) else "(no records)")
-        for word in sorted(set(df.status) & set(STATUS_MEANS)) if len(df) else ():
-            terminalreporter.write_line(f"vggbench: {word}: {STATUS_MEANS[word]}")
-        if ABLATIONS[name].tune_by_default and not tuned(ABLATIONS[name], baseline(opts), opts):
-            why = "--lr fixes every rate" if opts.lr is not None else f"the {opts.profile} profile's budget"
-            terminalreporter.write_line(f"vggbench: {name}: compared at fixed learning rates, not tuned ({why}): "
-                                        "--tune lr tunes each case first")
-    terminalreporter.write_line(f"records: {records.runs_dir(config.option.results_dir)}/  "
-                                f"report: vggbench report --results-dir {config.option.results_dir}")
-    if _REPORT_KEY in config.stash:
-        terminalreporter.write_line(config.stash[_REPORT_KEY])
+    end = config.stash.get(_END_KEY, engine.End())
+    engine.summarise(end, options(config), config.option.results_dir, config.stash.get(_NOTICES_KEY, []) + end.said,
+                     terminalreporter.section, terminalreporter.write_line)

@@ -32,6 +32,7 @@ from .pretrained import load_weights
 from .progress import Display, Session, Watch
 from .speed import model_speed
 from .evaluation import evaluate_protocol
+from .errors import UsageError
 from .trainer import STATUSES, amp_name, autocast_dtype, train
 from .transfer import freeze
 from .warmstart import copy_layers
@@ -80,7 +81,7 @@ def execute(cell: Cell, checkpoint: Checkpoint | None = None,
     sizes_fit = (data.image_size >= cell.model.image_size if cell.train.scale is not None
                  else data.image_size == cell.model.image_size)
     if data.num_classes != cell.model.num_classes or not sizes_fit:
-        raise ValueError(f"model expects {cell.model.num_classes} classes at {cell.model.image_size}px but "
+        raise UsageError(f"model expects {cell.model.num_classes} classes at {cell.model.image_size}px but "
                          f"{data.name} has {data.num_classes} at {data.image_size}px: fix --image-size/--profile")
     torch.manual_seed(cell.seed)
     model = build_model(cell.model)

@@ -35,6 +35,7 @@ from filelock import FileLock, Timeout
 from . import records, tuning
 from .cells import cells_for
 from .notices import notice
+from .errors import UsageError
 from .progress import heartbeat_path, now, outcome
 from .tables import load_session
 
@@ -71,7 +72,7 @@ def selected_cells(results_dir: str | os.PathLike) -> tuple[list[dict], str | No
     except FileNotFoundError:
         pass
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"{path} is not readable ({type(err).__name__}): run the session again to rewrite it") from None
+        raise UsageError(f"{path} is not readable ({type(err).__name__}): run the session again to rewrite it") from None
     opts, names = load_session(results_dir)  # raises ValueError with what to do
     return [_selected(c) for n in names for c in cells_for(n, opts)], None
 

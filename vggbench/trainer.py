@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import compiled, pretrained, transfer
+from .errors import UsageError
 from .data import ImageData, stratified_subset
 from .device import cpu_bf16_units, cuda_index, set_math_mode
 from .loader import DeviceLoader
@@ -36,7 +37,7 @@ DIVERGE_FACTOR = 10.0   # train loss above 10 x ln(C) (chance) counts as diverge
 STALL_TOLERANCE = 0.02  # train loss within 2% of ln(C) after `stall_epochs` counts as stalled
 
 
-class TrainSpecError(ValueError):
+class TrainSpecError(UsageError):
     pass
 
 
