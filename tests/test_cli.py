@@ -45,3 +45,22 @@ def test_bad_input_is_one_line(argv, message, capsys):
     assert message in err
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("vggbench")
+
+
+def test_vggbench_run_writes_the_records_of_pytest_ablations(ablations, tmp_path):
+    """`vggbench run` is `pytest ablations` without pytest: the same options make the same cells,
+    written under the same ids with the same configurations, and the same table."""
+    import pandas as pd
+
+    args = ("--case", "depth:A", "--epochs", "1")
+    by_run = ablations(*args, results=tmp_path / "R1", front="vggbench")
+    by_pytest = ablations(*args, results=tmp_path / "R2")
+    assert by_run.returncode == 0, by_run.stdout + by_run.stderr
+    assert by_pytest.returncode == 0, by_pytest.stdout + by_pytest.stderr
+    written = [{p.stem: json.loads(p.read_text()) for p in (tmp_path / r / "runs").glob("*.json")} for r in ("R1", "R2")]
+    assert len(written[0]) == 1 and written[0].keys() == written[1].keys()
+    (cell_id, record), = written[0].items()
+    assert (record["cell_id"], record["ablation"], record["case"]) == (cell_id, "depth", "A")
+    assert record["config"] == written[1][cell_id]["config"]
+    assert [list(pd.read_csv(tmp_path / r / "depth.csv").cell_id) for r in ("R1", "R2")] == [[cell_id]] * 2
+    assert f"vggbench: depth -> {tmp_path / 'R1' / 'depth.csv'}" in by_run.stdout  # the summary of pytest's
