@@ -39,6 +39,7 @@ from .errors import UsageError
 from .options import from_namespace, number, option
 from .progress import for_log
 from .run import run_cell
+from .statuses import Status
 
 LAUNCHERS = ("inprocess", "local", "debug", "slurm")
 FAIL_FAST_AFTER = 2    # the same error in the first N finished cells stops the session
@@ -233,7 +234,7 @@ def _finished(job, cell: Cell) -> dict:
         return job.result()
     except Exception as err:  # the job itself died (killed, out of memory on the node, cancelled)
         last = (str(err).strip().splitlines() or [type(err).__name__])[-1]
-        return {"cell_id": cell.id, "status": "error", "error": f"job {job.job_id} failed: {last}",
+        return {"cell_id": cell.id, "status": Status.ERROR, "error": f"job {job.job_id} failed: {last}",
                 "log": str(job.paths.stderr)}
 
 

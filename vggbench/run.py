@@ -33,7 +33,8 @@ from .progress import Display, Session, Watch
 from .speed import model_speed
 from .evaluation import evaluate_protocol
 from .errors import UsageError
-from .trainer import STATUSES, amp_name, autocast_dtype, train
+from .statuses import NO_WEIGHTS, TRAINED, Status
+from .trainer import amp_name, autocast_dtype, train
 from .transfer import freeze
 from .warmstart import copy_layers
 
@@ -141,7 +142,7 @@ def provenance(cell: Cell, data: ImageData | None, earlier: dict, wall_s: float 
 def finished_record(cell: Cell, results_dir: str | os.PathLike, set_aside_corrupt: bool = False) -> dict | None:
     """The cell's valid record, unless it is an error record (those are run again, never reused)."""
     record = records.read_record(records.record_path(results_dir, cell.id), set_aside_corrupt)
-    return record if record is not None and record.get("status") != "error" else None
+    return record if record is not None and record.get("status") != Status.ERROR else None
 
 
 def run_cell(cell: Cell, results_dir: str | os.PathLike, rerun: bool = False, display: Display | None = None,
@@ -170,7 +171,7 @@ def run_cell(cell: Cell, results_dir: str | os.PathLike, rerun: bool = False, di
     start = None
     if cell.start is not None:
         first = run_cell(cell.start, results_dir, display=display, session=session, keep_weights=True)
-        if first["status"] in ("error", "diverged"):  # no usable weights (a stalled net's are: its record says so)
+        if first["status"] in NO_WEIGHTS:  # no usable weights (a stalled net's are: its record says so)
             return {**error_record(cell, RuntimeError(
                 f"the cell it starts from ({cell.start.case}, {cell.start.id}) ended {first['status']}: "
                 "no trained weights to start from")), "reused": False}
@@ -245,7 +246,7 @@ def run_evaluation(cell: Cell, results_dir: str | os.PathLike, rerun: bool = Fal
         record = {k: v for k, v in base.items() if k != "reused"}
         record.update(cell_id=cell.id, config=cell.config(), ablation=cell.ablation, case=cell.case,
                       trained_by=trained.id)
-        if base["status"] not in ("error", "diverged"):  # a stalled net is evaluated too: it scores at chance
+        if base["status"] not in NO_WEIGHTS:  # a stalled net is evaluated too: it scores at chance
             try:
                 t0 = time.perf_counter()
                 evaluation = evaluate_cell(cell, records.weights_path(results_dir, trained.id))
@@ -320,7 +321,7 @@ def error_record(cell: Cell, err: BaseException) -> dict:
     """The record of a cell that raised: enough to see what failed, and where."""
     return {
         "cell_id": cell.id, "config": cell.config(), "ablation": cell.ablation, "case": cell.case,
-        "status": "error", "lr": cell.train.learning_rate,
+        "status": Status.ERROR, "lr": cell.train.learning_rate,
         "error": {"type": type(err).__name__, "message": str(err).strip(),
                   "traceback": "".join(traceback.format_exception(type(err), err, err.__traceback__))},
         "versions": versions(), "commit": git_commit(),
@@ -339,15 +340,15 @@ def problems(record: dict) -> list[str]:
     """What makes a record invalid as a measurement; empty if valid."""
     out = []
     status = record.get("status")
-    if status == "error":
+    if status == Status.ERROR:
         err = record.get("error", {})
         where = (f"its record could not be written either: {err['unwritten']}" if err.get("unwritten")
                  else f"traceback in its record {record.get('cell_id')}.json")
         return [f"the cell raised {err.get('type')}: {err.get('message')} ({where})"]
-    if status not in STATUSES:
-        out.append(f"status {status!r} is not one of {STATUSES}")
+    if status not in TRAINED:
+        out.append(f"status {status!r} is not one of {tuple(map(str, TRAINED))}")
     res = record.get("result", {})
-    if status != "diverged":
+    if status != Status.DIVERGED:
         for k, v in res.get("test", {}).items():
             if not (isinstance(v, (int, float)) and math.isfinite(v)):
                 out.append(f"test {k} = {v} is not finite")

@@ -38,6 +38,7 @@ from .notices import notice
 from .errors import UsageError
 from .progress import heartbeat_path, now, outcome
 from .tables import load_session
+from .statuses import Status
 
 SELECTION_FILE = "selection.json"
 COLUMNS = ["ablation", "case", "seed", "state", "epoch", "detail", "last_write", "job", "cell_id"]
@@ -119,7 +120,7 @@ def _cell_state(results_dir: str | os.PathLike, cell: dict, started: str | None)
            "last_write": "", "job": ""}
     rec = records.read_record(records.record_path(results_dir, cell["cell_id"]))
     if rec is not None:
-        if rec.get("status") == "error":
+        if rec.get("status") == Status.ERROR:
             return {**row, "state": "failed", "detail": outcome(rec)[:120]}
         row["epoch"] = f"{rec.get('result', {}).get('epochs_run', '?')}/{cell['epochs']}"
         reused = started is not None and rec.get("created", "") < started
