@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import records
+from . import compiled, records
 from .data import DataSpec, fingerprint, load_data, resident_bytes
 from .data.sources import cache_size
 from .grid import ABLATIONS, Ablation, Case, case_selected
@@ -68,6 +68,8 @@ class Cell:
         # amp as the dtype that runs here (auto resolves by the device: trainer.autocast_dtype): a bf16
         # record is never reused for a float32 request, and auto = bf16 where bf16 is what auto runs.
         train = {**identity_fields(self.train), "amp": amp_name(self.train, device)}
+        if self.train.compile:  # $VGGBENCH_COMPILE_BACKEND changes what runs: an eager-backend record is not inductor's
+            train["compile_backend"] = compiled.backend()
         config = {"model": identity_fields(self.model), "train": train,
                   "data": self.data_identity(), "seed": self.seed, "device": device.type}
         if config["device"] == "cpu":
