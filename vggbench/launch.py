@@ -234,7 +234,7 @@ def _finished(job, cell: Cell) -> dict:
         return job.result()
     except Exception as err:  # the job itself died (killed, out of memory on the node, cancelled)
         last = (str(err).strip().splitlines() or [type(err).__name__])[-1]
-        return {"cell_id": cell.id, "status": Status.ERROR, "error": f"job {job.job_id} failed: {last}",
+        return {"cell_id": cell.id, "status": Status.ERROR.value, "error": f"job {job.job_id} failed: {last}",
                 "log": str(job.paths.stderr)}
 
 

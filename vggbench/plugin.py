@@ -118,7 +118,7 @@ def measured(cell, request, record_property):
                                   session=session)
         finally:
             record_property("notices", list(said))
-    record_property("status", record["status"])
+    record_property("status", str(record["status"]))  # xdist sends plain strings only
     record_property("reused", record["reused"])
     if record["status"] == Status.ERROR:
         record_property("error", engine.error_line(record))

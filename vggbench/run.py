@@ -321,7 +321,7 @@ def error_record(cell: Cell, err: BaseException) -> dict:
     """The record of a cell that raised: enough to see what failed, and where."""
     return {
         "cell_id": cell.id, "config": cell.config(), "ablation": cell.ablation, "case": cell.case,
-        "status": Status.ERROR, "lr": cell.train.learning_rate,
+        "status": Status.ERROR.value, "lr": cell.train.learning_rate,
         "error": {"type": type(err).__name__, "message": str(err).strip(),
                   "traceback": "".join(traceback.format_exception(type(err), err, err.__traceback__))},
         "versions": versions(), "commit": git_commit(),

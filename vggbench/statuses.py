@@ -1,7 +1,8 @@
 """A record's status, one enumeration: the trainer's verdicts and "error" (the cell raised).
 
 A `str` enumeration: records stay JSON strings, and a status compares equal to its old string
-("ok" == Status.OK), so records written before it read the same."""
+("ok" == Status.OK), so records written before it read the same. A record holds the plain string
+(Status.X.value): xdist's channel carries plain types only."""
 from __future__ import annotations
 
 import enum

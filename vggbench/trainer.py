@@ -338,7 +338,7 @@ def train(model: nn.Module, data: ImageData, spec: TrainSpec, device: torch.devi
 
     if status == Status.OK and len(history) < spec.stall_epochs:
         status = Status.UNJUDGED  # too few epochs to tell learning from a stall: never "ok" by default
-    result = {"status": status, "epochs_run": len(history), "history": history,
+    result = {"status": status.value, "epochs_run": len(history), "history": history,
               "compiled": compiled.report() if spec.compile else None}
     vals = [h for h in history if "val_top1" in h]
     if vals:
