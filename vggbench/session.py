@@ -8,6 +8,7 @@ only how a cell is shown and how the session stops.
 from __future__ import annotations
 
 import sys
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -111,6 +112,8 @@ def finish(opts: Options, seen, *, results_dir: str, report: bool, data_dir=None
         except Exception as err:  # the results stay valid: say what broke, exit non-zero
             end.failed = True
             end.report = f"report FAILED: {type(err).__name__}: {err}"
+            if not isinstance(err, UsageError):  # a bug: its traceback, to find it
+                end.report += "\n" + "".join(traceback.format_exception(err)).rstrip()
     return end
 
 
