@@ -50,6 +50,7 @@ def pytest_configure(config):
     config.stash[_SEEN_KEY] = set()
     config.stash[_FAIL_FAST_KEY] = engine.FailFast()
     config.stash[_NOTICES_KEY] = []
+    config.pluginmanager.register(_Outcomes(config), "vggbench-outcomes")
     try:
         preflight.check_namespace(config.option)
     except UsageError as err:
@@ -176,36 +177,37 @@ def pytest_runtestloop(session):
     return None
 
 
-def pytest_runtest_logreport(report):
-    # Runs on the controller under xdist too: remember which ablations this session touched
-    # (a cell skipped as "submitted" under --no-wait too).
-    props = dict(report.user_properties)
-    if "ablation" in props:
-        _config.stash[_SEEN_KEY].add(props["ablation"])
-    if report.when == "call" or (report.when == "setup" and report.failed):
-        _config.stash[_NOTICES_KEY].extend(props.get("notices", []))
-    if report.when == "call" and "status" in props and not props["reused"] and not hasattr(_config, "workerinput"):
-        _fail_fast(props.get("error"))
+class _Outcomes:
+    """The hook that sees every test's outcome (on the controller under xdist too): it holds its
+    session's config, so no module global does."""
 
+    def __init__(self, config):
+        self.config = config
 
-def _fail_fast(error: str | None) -> None:
-    """Stop the session when the first two cells computed in it failed with the same error."""
-    reason = _config.stash[_FAIL_FAST_KEY].add(error)
-    if reason:
-        _config.stash[_SESSION_KEY].shouldstop = reason
-        dsession = _config.pluginmanager.get_plugin("dsession")  # pytest-xdist's controller loop
-        if dsession is not None:
-            dsession.shouldstop = reason
+    def pytest_runtest_logreport(self, report):
+        # Remember which ablations this session touched (a cell skipped as "submitted" under --no-wait too).
+        stash = self.config.stash
+        props = dict(report.user_properties)
+        if "ablation" in props:
+            stash[_SEEN_KEY].add(props["ablation"])
+        if report.when == "call" or (report.when == "setup" and report.failed):
+            stash[_NOTICES_KEY].extend(props.get("notices", []))
+        if report.when == "call" and "status" in props and not props["reused"] and not hasattr(self.config, "workerinput"):
+            self.fail_fast(props.get("error"))
 
-
-_config = None
+    def fail_fast(self, error: str | None) -> None:
+        """Stop the session when the first two cells computed in it failed with the same error."""
+        reason = self.config.stash[_FAIL_FAST_KEY].add(error)
+        if reason:
+            self.config.stash[_SESSION_KEY].shouldstop = reason
+            dsession = self.config.pluginmanager.get_plugin("dsession")  # pytest-xdist's controller loop
+            if dsession is not None:
+                dsession.shouldstop = reason
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session):
-    global _config
-    _config = session.config
-    _config.stash[_SESSION_KEY] = session
+    session.config.stash[_SESSION_KEY] = session
 
 
 def pytest_sessionfinish(session):
