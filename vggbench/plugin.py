@@ -19,7 +19,7 @@ import pytest
 from vggbench import launch, notices, preflight, progress, session as engine, status
 from vggbench.cells import Cell
 from vggbench.errors import UsageError
-from vggbench.grid import case_selected
+from vggbench.grid import ABLATIONS, case_selected
 from vggbench.options import Options, Outputs, add_to_pytest, from_namespace
 from vggbench.run import run_cell
 from vggbench.statuses import Status
@@ -93,8 +93,8 @@ def pytest_generate_tests(metafunc):
     name = getattr(metafunc.module, "ABLATION", None)
     try:  # --case selects before building: cells of other cases are never made
         cells = engine.cells_of(name, options(metafunc.config), metafunc.config.getoption("case", None) or ())
-    except UsageError as err:
-        raise pytest.UsageError(f"{metafunc.module.__name__}: {err}") from None
+    except UsageError as err:  # an ABLATION that is none: say which module names it
+        raise pytest.UsageError(f"{metafunc.module.__name__}: {err}" if name not in ABLATIONS else str(err)) from None
     # A cell that cannot run here (the transfer ablation without --pretrained) is skipped, saying why.
     metafunc.parametrize("cell", [pytest.param(c, marks=pytest.mark.skip(reason=c.skip)) if c.skip else c
                                   for c in cells], ids=[c.test_id for c in cells])
