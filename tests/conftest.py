@@ -1,4 +1,4 @@
-"""The test tiers and the one way a test starts a `pytest ablations` session.
+"""The test tiers and the one way a test starts a `pytest ablations` (or `vggbench run`) session.
 
 Two tiers, gated here the way Lightning gates its own (in `pytest_collection_modifyitems`):
 - the fast tier, the default `pytest`: everything not marked below;
@@ -17,13 +17,18 @@ import pytest
 from helpers import ROOT, TESTS
 
 
-def run_ablations(*args, results=None, env=None, plugins=(), background=False, timeout=600):
+def run_ablations(*args, results=None, env=None, plugins=(), background=False, timeout=600, front="pytest"):
     """`pytest ablations -q ARGS` in a subprocess of its own, from the repository root.
 
     results: `--results-dir`; env: extra environment variables; plugins: modules of tests/ loaded
     with `-p` (tests/ goes on the child's PYTHONPATH); background: return the running Popen
-    (stdout and stderr merged) instead of the finished CompletedProcess."""
-    cmd = [sys.executable, "-m", "pytest", "ablations", "-p", "no:cacheprovider", "-q"]
+    (stdout and stderr merged) instead of the finished CompletedProcess; front: "vggbench" for the
+    same session as `vggbench run ARGS` (no pytest, no plugins)."""
+    if front == "vggbench":
+        assert not plugins, "plugins are pytest's"
+        cmd = [sys.executable, "-m", "vggbench.cli", "run"]
+    else:
+        cmd = [sys.executable, "-m", "pytest", "ablations", "-p", "no:cacheprovider", "-q"]
     for plugin in plugins:
         cmd += ["-p", plugin]
     cmd += [str(a) for a in args]
@@ -42,8 +47,8 @@ def run_ablations(*args, results=None, env=None, plugins=(), background=False, t
 
 @pytest.fixture(scope="session")
 def ablations():
-    """Start `pytest ablations` in a subprocess: `ablations(*args, results=..., env=..., ...)`
-    (see run_ablations). Every test that uses it is in the integration tier."""
+    """Start `pytest ablations` (or `vggbench run`: front="vggbench") in a subprocess:
+    `ablations(*args, results=..., env=..., ...)` (see run_ablations). Every test that uses it is in the integration tier."""
     return run_ablations
 
 

@@ -34,10 +34,11 @@ def usage_error(argv) -> str:
     import argparse
 
     from vggbench import preflight
+    from vggbench.errors import UsageError
 
     try:
         preflight.check_namespace(preflight.session_parser(exit_on_error=False).parse_args(argv))
-    except (ValueError, argparse.ArgumentError) as err:
+    except (UsageError, argparse.ArgumentError) as err:
         return str(err)
     raise AssertionError(f"pytest ablations {' '.join(argv)}: no usage error")
 

@@ -45,3 +45,62 @@ def test_bad_input_is_one_line(argv, message, capsys):
     assert message in err
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("vggbench")
+
+
+def test_vggbench_run_writes_the_records_of_pytest_ablations(ablations, tmp_path):
+    """`vggbench run` is `pytest ablations` without pytest: the same options make the same cells,
+    written under the same ids with the same configurations, and the same table."""
+    import pandas as pd
+
+    args = ("--case", "depth:A", "--epochs", "1")
+    by_run = ablations(*args, results=tmp_path / "R1", front="vggbench")
+    by_pytest = ablations(*args, results=tmp_path / "R2")
+    assert by_run.returncode == 0, by_run.stdout + by_run.stderr
+    assert by_pytest.returncode == 0, by_pytest.stdout + by_pytest.stderr
+    written = [{p.stem: json.loads(p.read_text()) for p in (tmp_path / r / "runs").glob("*.json")} for r in ("R1", "R2")]
+    assert len(written[0]) == 1 and written[0].keys() == written[1].keys()
+    (cell_id, record), = written[0].items()
+    assert (record["cell_id"], record["ablation"], record["case"]) == (cell_id, "depth", "A")
+    assert record["config"] == written[1][cell_id]["config"]
+    assert [list(pd.read_csv(tmp_path / r / "depth.csv").cell_id) for r in ("R1", "R2")] == [[cell_id]] * 2
+    assert f"vggbench: depth -> {tmp_path / 'R1' / 'depth.csv'}" in by_run.stdout  # the summary of pytest's
+
+
+def _report_raising(monkeypatch, err):
+    import vggbench.report.build as build
+
+    def broken(*args, **kwargs):
+        raise err
+
+    monkeypatch.setattr(build, "build_blocks", broken)
+
+
+def test_a_bug_inside_vggbench_report_keeps_its_traceback(monkeypatch, tmp_path, capsys):
+    """Only a UsageError is bad input (one line, exit 2): a ValueError from a bug (pandas, torch, ours)
+    propagates, and Python prints its traceback."""
+    _report_raising(monkeypatch, ValueError("a bug inside the report"))
+    with pytest.raises(ValueError, match="a bug inside the report") as exc:
+        main(["report", "--results-dir", str(tmp_path)])
+    assert exc.type is ValueError and exc.traceback  # raised, not turned into SystemExit(2)
+    assert "error:" not in capsys.readouterr().err
+
+
+def test_a_usage_error_inside_vggbench_report_is_one_line(monkeypatch, tmp_path, capsys):
+    from vggbench.errors import UsageError
+
+    _report_raising(monkeypatch, UsageError("no valid run records here; run `pytest ablations` first"))
+    with pytest.raises(SystemExit) as exc:
+        main(["report", "--results-dir", str(tmp_path)])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == ("vggbench report: error: no valid run records here; run `pytest ablations` "
+                                       "first\n")
+
+
+def test_vggbench_run_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
+    """`vggbench run` checks its options as `pytest ablations` does (vggbench.preflight), before any cell."""
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--case", "depth:Z", "--results-dir", str(tmp_path / "R")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vggbench run: error: --case depth:Z: no such case; cases are depth: A A-LRN B C D E")
+    assert not (tmp_path / "R").exists()

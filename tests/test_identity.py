@@ -133,3 +133,22 @@ def test_records_of_an_older_identity_are_not_used_and_the_session_says_so(tmp_p
     assert [x for x in run.stdout.splitlines() if x.startswith(line)], run.stdout
     assert json.loads(records.record_path(results, old["cell_id"]).read_text())["result"]["test"]["top1"] == 99.0
     assert len(list(records.runs_dir(results).glob("*.json"))) == 2  # the cell ran; the old record is left as it was
+
+
+def test_the_compile_backend_is_part_of_a_compiled_cells_identity_only(monkeypatch):
+    """$VGGBENCH_COMPILE_BACKEND changes what a compiled cell runs: a record made with the CPU tests'
+    eager backend is never reused by an inductor run. Uncompiled cells keep their ids."""
+    from vggbench import compiled
+
+    def one(**kw):
+        return next(c for c in cells_for("depth", Options(epochs=1, **kw)) if c.case == "A")
+
+    monkeypatch.delenv(compiled.BACKEND_ENV, raising=False)
+    inductor, uncompiled = one(compile=True), one()
+    assert inductor.config()["train"]["compile_backend"] == "inductor"
+    assert "compile_backend" not in uncompiled.config()["train"]
+    ids = inductor.id, uncompiled.id  # an id is computed when asked: under the environment of then
+    monkeypatch.setenv(compiled.BACKEND_ENV, "eager")
+    assert one(compile=True).config()["train"]["compile_backend"] == "eager"
+    assert one(compile=True).id != ids[0]
+    assert one().id == ids[1]  # not compiled: the backend changes nothing, so not its id

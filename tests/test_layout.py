@@ -118,12 +118,13 @@ def test_a_mark_decorates_only_tests():
 
 
 def starts_a_session(source: str) -> list[int]:
-    """Lines that start a pytest session: a command list naming pytest and ablations, or pytest.main."""
+    """Lines that start a session of cells: a command list naming pytest and ablations, or vggbench's
+    `run` (vggbench.cli run), or pytest.main."""
     out = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, (ast.List, ast.Tuple)):
             words = {e.value for e in node.elts if isinstance(e, ast.Constant)}
-            if {"pytest", "ablations"} <= words:
+            if {"pytest", "ablations"} <= words or ({"vggbench", "run"} <= words or {"vggbench.cli", "run"} <= words):
                 out.append(node.lineno)
         elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "main"
               and isinstance(node.func.value, ast.Name) and node.func.value.id == "pytest"):
@@ -137,6 +138,7 @@ def test_only_the_fixture_starts_a_session():
     assert {k: v for k, v in found.items() if v} == {}
     assert starts_a_session((ROOT / "tests" / "conftest.py").read_text()) != []
     assert starts_a_session('import sys\ncmd = [sys.executable, "-m", "pytest", "ablations", "-q"]\n') == [2]
+    assert starts_a_session('import sys\ncmd = [sys.executable, "-m", "vggbench.cli", "run"]\n') == [2]
 
 
 # --- the layout document (docs/development.md, "## Layout"): every module of vggbench/ named, none that is gone

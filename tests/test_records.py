@@ -129,3 +129,17 @@ def test_problems_flags_invalid_measurements(tmp_path, fast_cell):
     assert any("GMACs" in p for p in problems({**rec, "gmacs": rec["gmacs"] * 1.1}))
     bad = {**rec, "result": {**rec["result"], "test": {"top1": float("nan")}}}
     assert any("not finite" in p for p in problems(bad))
+
+
+def test_a_status_is_one_enumeration_and_a_record_holds_its_plain_string():
+    """vggbench.statuses.Status: the trainer's verdicts and "error", equal to the old strings; a record
+    holds the plain string (xdist sends only plain types between processes)."""
+    from vggbench.run import error_record
+    from vggbench.statuses import TRAINED, Status
+    from vggbench.trainer import STATUSES
+
+    assert [s.value for s in Status] == ["ok", "diverged", "stalled", "unjudged", "error"]
+    assert STATUSES == TRAINED and Status.ERROR not in TRAINED
+    assert Status.OK == "ok" and json.dumps({"s": Status.STALLED}) == '{"s": "stalled"}' and f"{Status.ERROR}" == "error"
+    record = error_record(cells_for("depth", Options(epochs=1), ["depth:A"])[0], RuntimeError("x"))
+    assert record["status"] == Status.ERROR and type(record["status"]) is str

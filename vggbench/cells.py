@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import records
+from . import compiled, records
 from .data import DataSpec, fingerprint, load_data, resident_bytes
 from .data.sources import cache_size
 from .grid import ABLATIONS, Ablation, Case, case_selected
@@ -23,6 +23,7 @@ from .profiles import PROFILES, Profile
 from .pretrained import Unavailable, Weights, check_reachable, weights_for
 from .trainer import TrainSpec, amp_name
 from .warmstart import check_copy
+from .errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ class Cell:
         # amp as the dtype that runs here (auto resolves by the device: trainer.autocast_dtype): a bf16
         # record is never reused for a float32 request, and auto = bf16 where bf16 is what auto runs.
         train = {**identity_fields(self.train), "amp": amp_name(self.train, device)}
+        if self.train.compile:  # $VGGBENCH_COMPILE_BACKEND changes what runs: an eager-backend record is not inductor's
+            train["compile_backend"] = compiled.backend()
         config = {"model": identity_fields(self.model), "train": train,
                   "data": self.data_identity(), "seed": self.seed, "device": device.type}
         if config["device"] == "cpu":
@@ -148,12 +151,12 @@ def baseline(options: Options) -> Profile:
         return spec.replace(**{k: v for k, v in given.items() if k in names})
 
     if options.tune is not None and options.lr is not None:
-        raise ValueError(f"--tune {options.tune} and --lr do not combine: --lr fixes every cell's rate; drop one")
+        raise UsageError(f"--tune {options.tune} and --lr do not combine: --lr fixes every cell's rate; drop one")
     if options.tune_grid and options.tune is None and not p.tune_by_default:
-        raise ValueError(f"--tune-grid is used only when rates are tuned, and the {options.profile} profile tunes "
+        raise UsageError(f"--tune-grid is used only when rates are tuned, and the {options.profile} profile tunes "
                          "none by default: add --tune lr")
     if options.tune_grid and options.lr is not None:
-        raise ValueError("--tune-grid and --lr do not combine: --lr fixes every cell's rate; drop one")
+        raise UsageError("--tune-grid and --lr do not combine: --lr fixes every cell's rate; drop one")
     data, model, train_ = apply(p.data), apply(p.model), apply(p.train)
     if data.dataset != p.data.dataset or data.classes is not None:
         # Another dataset than the profile's (e.g. --dataset imagefolder --data-dir flowers/), or a
@@ -288,7 +291,7 @@ def check_runnable(options: Options, cases=()) -> None:
             check_fits(model, 1, device, data_bytes, f"{ablation.name}:{case.id} ({model.name} on {base.data.dataset})")
             problem = _from_a_problem(ablation, case, model) if cases else None  # a grid run skips it, saying why
             if problem:
-                raise ValueError(f"{problem}; leave the case out or choose another --init")
+                raise UsageError(f"{problem}; leave the case out or choose another --init")
     if options.pretrained:  # a file is read (and judged) by weights_for; torchvision's are asked for
         for cell in cells_for("transfer", options, cases):
             if cell.weights is not None:

@@ -6,6 +6,8 @@
   vggbench collect [...]          the tables results/<ablation>.csv from the records (after --no-wait)
   vggbench pretrained CONFIG      fetch/read ImageNet weights and load them into a VGG (transfer ablation)
   vggbench status [...]           the last session's cells: done, running (epoch k/N), failed, not started
+  vggbench run [...]              run ablation cells without pytest: the options, records and tables of
+                                  `pytest ablations` (vggbench.session)
 """
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ import json
 import sys
 from pathlib import Path
 
+from .errors import UsageError
 from .grid import ABLATIONS
-from .models import CONFIGS, HEADS, KERNEL_PLANS, ModelSpec, SpecError, analytic_macs, analytic_params, build_model
+from .models import CONFIGS, HEADS, KERNEL_PLANS, ModelSpec, analytic_macs, analytic_params, build_model
 from .options import Options, Outputs, add_to_argparse, number
 
 
@@ -77,12 +80,12 @@ def cmd_data_prepare(args) -> int:
 
 
 def _model_spec(args) -> ModelSpec:
-    """The model of `profile` / `bench`; ValueError (one line, with its size) if too large to build here."""
+    """The model of `profile` / `bench`; UsageError (one line, with its size) if too large to build here."""
     spec = ModelSpec(config=args.config, batch_norm=args.bn, kernels=args.kernels, head=args.head, width=args.width,
                      image_size=args.image_size, num_classes=args.num_classes)
     params = analytic_params(spec)
     if 4 * params > BUILD_MAX_BYTES:
-        raise ValueError(f"{spec.name} at {spec.image_size}px has {params:,} parameters "
+        raise UsageError(f"{spec.name} at {spec.image_size}px has {params:,} parameters "
                          f"({analytic_macs(spec)['total'] / 1e9:,.1f} GMACs): building it would need "
                          f"{4 * params / 2**30:,.1f} GiB of float32 weights, more than the "
                          f"{BUILD_MAX_BYTES >> 30} GiB `vggbench {args.command}` builds; give a smaller --width or "
@@ -175,6 +178,12 @@ def cmd_report(args) -> int:
     print(f"report: {out['html']} and {out['md']} ({out['tables']} tables, {len(out['figures'])} figures); "
           f"verdict summary: {out['verdicts']}")
     return 0
+
+
+def cmd_run(args) -> int:
+    from .session import run
+
+    return run(args, ablations=args.ablation or ())
 
 
 def cmd_pretrained(args) -> int:
@@ -274,6 +283,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_to_argparse(st, Outputs, ["results_dir"])
     st.set_defaults(func=cmd_status)
 
+    ru = sub.add_parser("run", help="run ablation cells without pytest: the same options, records, cell ids and "
+                                    "tables as `pytest ablations` (e.g. vggbench run --case depth:A --seeds 3)")
+    from .preflight import session_options
+
+    session_options(ru)
+    ru.add_argument("--ablation", action="append", choices=sorted(ABLATIONS),
+                    help="only this ablation (repeatable; default: every ablation, as `pytest ablations`)")
+    ru.set_defaults(func=cmd_run)
+
     rp = sub.add_parser("report", help="build report.md and report.html from the run records")
     add_to_argparse(rp, Outputs, ["results_dir"])
     rp.add_argument("--out", help="output folder (default <results-dir>/report)")
@@ -287,8 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (SpecError, ValueError, FileNotFoundError, PermissionError) as err:
-        # Bad input: one line that says what to do, no traceback.
+    except (UsageError, FileNotFoundError, PermissionError) as err:
+        # Bad input: one line that says what to do, no traceback. Anything else is a bug: its traceback.
         parser.exit(2, f"vggbench {args.command}: error: {err}\n")
 
 

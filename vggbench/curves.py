@@ -23,6 +23,7 @@ from pathlib import Path
 
 from .notices import notice
 from .records import Results
+from .statuses import Status
 
 SCALARS = {  # tag -> key of the trainer's per-epoch row
     "Loss/train": "train_loss", "Loss/val": "val_loss", "Accuracy/train": "train_top1",
@@ -94,7 +95,7 @@ class Curves:
             self._fail(err)
 
     def _finish(self, record: dict) -> None:
-        if self.writer is not None and record.get("status") != "error":
+        if self.writer is not None and record.get("status") != Status.ERROR:
             from torch.utils.tensorboard.summary import hparams
 
             result = record.get("result", {})

@@ -16,13 +16,15 @@ from typing import Callable
 
 import torch
 
+from .errors import UsageError
+
 
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available: use --device cpu")
+        raise UsageError(f"device {name!r} requested but CUDA is not available: use --device cpu")
     return dev
 
 

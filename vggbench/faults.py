@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from . import records
+from .errors import UsageError
 
 
 INJECT_ENV = "VGGBENCH_INJECT"
@@ -45,7 +46,7 @@ def injected() -> dict:
             else:
                 raise ValueError(item)
         except ValueError:
-            raise ValueError(f"{INJECT_ENV}={text!r}: cannot read {item!r}; it is a test hook: unset it, or give "
+            raise UsageError(f"{INJECT_ENV}={text!r}: cannot read {item!r}; it is a test hook: unset it, or give "
                              "oom>N, error, error=CASE, pause=STEP:FILE or trace=FILE") from None
     return out
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .evaluation import METHODS
+from .errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -127,8 +128,8 @@ def case_selected(ablation: str, case: str, wanted) -> bool:
 
 
 def check_case_names(wanted) -> None:
-    """ValueError naming the first `--case` that selects nothing, with the cases there are."""
+    """UsageError naming the first `--case` that selects nothing, with the cases there are."""
     unknown = [w for w in wanted if not any(case_selected(a.name, c.id, [w]) for a in ABLATIONS.values() for c in a.cases)]
     if unknown:
-        raise ValueError(f"--case {unknown[0]}: no such case; cases are "
+        raise UsageError(f"--case {unknown[0]}: no such case; cases are "
                          + "; ".join(f"{a.name}: {' '.join(c.id for c in a.cases)}" for a in ABLATIONS.values()))

@@ -16,7 +16,7 @@ A cluster: `pytest ablations --launcher slurm`
     process) run the same jobs through submitit's local and debug executors.
 
 Fail fast: when the first two cells to finish failed with the same error, the cells still queued
-or running are cancelled (and the pytest session stops, see conftest.py).
+or running are cancelled (and the pytest session stops, see vggbench/plugin.py).
 """
 from __future__ import annotations
 
@@ -35,10 +35,12 @@ from submitit.core.utils import JobPaths
 from submitit.helpers import Checkpointable, DelayedSubmission
 
 from .cells import Cell
+from .errors import UsageError
 from .options import from_namespace, number, option
 from .progress import for_log
 from .records import Results
 from .run import run_cell
+from .statuses import Status
 
 LAUNCHERS = ("inprocess", "local", "debug", "slurm")
 FAIL_FAST_AFTER = 2    # the same error in the first N finished cells stops the session
@@ -178,7 +180,7 @@ def make_executor(opts: LaunchOptions, results_dir: str | os.PathLike, gpu: str 
         ex.update_parameters(timeout_min=opts.slurm_time, **({"setup": [env]} if env else {}))
         return ex
     if opts.launcher != "slurm":
-        raise ValueError(f"unknown launcher {opts.launcher!r}: choose one of {', '.join(LAUNCHERS)}")
+        raise UsageError(f"unknown launcher {opts.launcher!r}: choose one of {', '.join(LAUNCHERS)}")
     ex = submitit.AutoExecutor(folder, cluster="slurm", slurm_max_num_timeout=MAX_REQUEUES)
     given = {"partition": opts.slurm_partition, "gpus_per_task": opts.slurm_gpus_per_task or None,
              "cpus_per_task": opts.slurm_cpus_per_task, "account": opts.slurm_account, "qos": opts.slurm_qos,
@@ -233,7 +235,7 @@ def _finished(job, cell: Cell) -> dict:
         return job.result()
     except Exception as err:  # the job itself died (killed, out of memory on the node, cancelled)
         last = (str(err).strip().splitlines() or [type(err).__name__])[-1]
-        return {"cell_id": cell.id, "status": "error", "error": f"job {job.job_id} failed: {last}",
+        return {"cell_id": cell.id, "status": Status.ERROR.value, "error": f"job {job.job_id} failed: {last}",
                 "log": str(job.paths.stderr)}
 
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from . import compiled
+from .errors import UsageError
 from .device import Timer, is_oom, time_steps, total_bytes, window_steps
 from .models import VGG, ModelSpec, activation_values, analytic_macs, analytic_params
 
@@ -28,7 +29,7 @@ class FlopMismatch(AssertionError):
     pass
 
 
-class TooLarge(ValueError):
+class TooLarge(UsageError):
     """A cell or benchmark that cannot fit this machine's memory: refused before allocating."""
 
 

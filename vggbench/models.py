@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .errors import UsageError
+
 # Table 1 of the paper: per block, the kernel sizes of its convolutions; widths 64..512.
 WIDTHS = (64, 128, 256, 512, 512)
 CONFIGS: dict[str, list[list[int]]] = {
@@ -52,7 +54,7 @@ MAX_WIDTH = 16.0  # beyond it a width is a typo, not an experiment (a width-16 V
 LRN = dict(size=5, alpha=1e-4, beta=0.75, k=2.0)
 
 
-class SpecError(ValueError):
+class SpecError(UsageError):
     """A spec field out of range: the message says which and what is allowed."""
 
 

@@ -5,7 +5,7 @@ process, records of an older identity left unused).
 Outside a collector a notice goes to stderr at once (the `vggbench` command). Under pytest the
 `measured` fixture shows a cell's notices when they happen, on the progress display (its line
 under the test's dots, or a worker's stderr line); what the display cannot show (--progress off,
-while a bar is drawn) conftest prints in the session summary, from xdist workers too (they travel
+while a bar is drawn) the plugin prints in the session summary, from xdist workers too (they travel
 as the test's user properties).
 """
 from __future__ import annotations

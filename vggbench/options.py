@@ -18,6 +18,7 @@ from typing import Callable
 
 from .data import DATASETS
 from .models import INITS, MAX_WIDTH
+from .errors import UsageError
 from .pretrained import check_source
 from .profiles import PROFILES
 from .trainer import AMPS
@@ -46,7 +47,7 @@ def weights_source(text: str) -> str:
     """--pretrained: torchvision or an existing file (pretrained.check_source says what else to pass)."""
     try:
         check_source(text)
-    except ValueError as err:
+    except UsageError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
     return text
 

@@ -16,6 +16,7 @@ from vggbench.cells import baseline, check_runnable
 from vggbench.data import DATASETS, load_data
 from vggbench.data.sources import HUB_ID, cache_root
 from vggbench.device import resolve_device
+from vggbench.errors import UsageError
 from vggbench.faults import injected
 from vggbench.grid import check_case_names
 from vggbench.launch import LaunchOptions
@@ -30,26 +31,26 @@ def check_namespace(ns) -> None:
 
 def check(opts: Options, launch_opts: LaunchOptions, *, results_dir: str, numprocesses=None,
           cases: tuple[str, ...] = ()) -> None:
-    """Raise ValueError (a usage error) for the first bad input of a session; write nothing."""
+    """Raise UsageError for the first bad input of a session; write nothing."""
     base = baseline(opts)  # validates width / image size once, before any collection
     tables.check_results_dir(results_dir)
     cache_root(opts.cache_dir)
     if opts.dataset is not None and opts.dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {opts.dataset!r}: choose one of {', '.join(sorted(DATASETS))}")
+        raise UsageError(f"unknown dataset {opts.dataset!r}: choose one of {', '.join(sorted(DATASETS))}")
     try:
         resolve_device(opts.device)
     except RuntimeError:
-        raise ValueError(f"--device {opts.device!r} is not a device: use auto, cpu, cuda or cuda:N") from None
+        raise UsageError(f"--device {opts.device!r} is not a device: use auto, cpu, cuda or cuda:N") from None
     if opts.data_dir and not Path(opts.data_dir).expanduser().exists() and not HUB_ID.fullmatch(opts.data_dir):
-        raise ValueError(f"--data-dir {opts.data_dir}: no such directory; give the folder that holds the dataset")
+        raise UsageError(f"--data-dir {opts.data_dir}: no such directory; give the folder that holds the dataset")
     injected()  # a malformed $VGGBENCH_INJECT (a test hook)
     if launch_opts.launcher != "inprocess" and numprocesses:
-        raise ValueError(f"--launcher {launch_opts.launcher} and -n do not combine: the launcher runs the cells in "
+        raise UsageError(f"--launcher {launch_opts.launcher} and -n do not combine: the launcher runs the cells in "
                          "parallel already; drop -n")
     if launch_opts.no_wait and launch_opts.launcher not in ("local", "slurm"):
-        raise ValueError("--no-wait needs --launcher local or --launcher slurm")
+        raise UsageError("--no-wait needs --launcher local or --launcher slurm")
     if launch_opts.launcher == "slurm" and shutil.which("srun") is None:
-        raise ValueError("--launcher slurm: no `srun` here; run from a Slurm login node, or use --launcher local")
+        raise UsageError("--launcher slurm: no `srun` here; run from a Slurm login node, or use --launcher local")
     check_case_names(cases)
     check_runnable(opts, cases)  # before any data is made
     if base.data.dataset != "synthetic" or opts.train_subset or opts.test_subset:
@@ -58,15 +59,20 @@ def check(opts: Options, launch_opts: LaunchOptions, *, results_dir: str, numpro
         # Memoised: the collection's cells_for reuses it. The embedded synthetic set cannot fail.
         data = load_data(base.data)
         if data.num_classes != base.model.num_classes:
-            raise ValueError(f"--profile {opts.profile} expects {base.model.num_classes} classes but {data.origin} "
+            raise UsageError(f"--profile {opts.profile} expects {base.model.num_classes} classes but {data.origin} "
                              f"has {data.num_classes}: give --dataset imagefolder (classes taken from the data) "
                              "or the profile of this data")
+
+
+def session_options(parser: argparse.ArgumentParser) -> None:
+    """Every option of a session (those pytest gets from the plugin) as flags of `parser`."""
+    for cls in (Options, Outputs, LaunchOptions):
+        add_to_argparse(parser, cls, names=[f.name for f in declared(cls)])
 
 
 def session_parser(**kwargs) -> argparse.ArgumentParser:
     """A parser of every session option (those pytest gets from the plugin, and xdist's -n)."""
     parser = argparse.ArgumentParser(prog="pytest ablations", **kwargs)
-    for cls in (Options, Outputs, LaunchOptions):
-        add_to_argparse(parser, cls, names=[f.name for f in declared(cls)])
+    session_options(parser)
     parser.add_argument("-n", "--numprocesses", dest="numprocesses")
     return parser

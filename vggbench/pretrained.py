@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .errors import UsageError
 from .models import VGG, ModelSpec
 
 # Configurations with published ImageNet weights: torchvision's model names.
@@ -41,7 +42,7 @@ FEATURE_POOL = 7  # torchvision's AdaptiveAvgPool2d((7, 7))
 LAST = "classifier.6."  # the paper head's last layer: replaced for the dataset's classes
 
 
-class PretrainedError(ValueError):
+class PretrainedError(UsageError):
     """Weights that cannot be used: the message says what to pass instead."""
 
 

@@ -32,6 +32,7 @@ from typing import Callable
 
 from .curves import Curves
 from .records import Results, atomic_write, record_path
+from .statuses import Status
 
 
 def clock(seconds: float) -> str:
@@ -46,7 +47,7 @@ def now() -> str:
 
 def outcome(record: dict) -> str:
     """A record in a few words: "ok, test top-1 31.1%", or an error's type and first line."""
-    if record.get("status") == "error":
+    if record.get("status") == Status.ERROR:
         err = record.get("error", {})
         return (f"{err.get('type')}: {err.get('message', '')}".strip().splitlines() or [""])[0]
     top1 = record.get("result", {}).get("test", {}).get("top1")
@@ -123,7 +124,7 @@ def epoch_text(row: dict) -> str:
 
 
 def outcome_text(record: dict) -> str:
-    return ("error: " if record.get("status") == "error" else "") + outcome(record)
+    return ("error: " if record.get("status") == Status.ERROR else "") + outcome(record)
 
 
 class LineDisplay(Display):

@@ -34,7 +34,9 @@ from .pretrained import load_weights
 from .progress import Display, Session, Watch
 from .speed import model_speed
 from .evaluation import evaluate_protocol
-from .trainer import STATUSES, amp_name, autocast_dtype, train
+from .errors import UsageError
+from .statuses import NO_WEIGHTS, TRAINED, Status
+from .trainer import amp_name, autocast_dtype, train
 from .transfer import freeze
 from .warmstart import copy_layers
 
@@ -82,7 +84,7 @@ def execute(cell: Cell, checkpoint: Checkpoint | None = None,
     sizes_fit = (data.image_size >= cell.model.image_size if cell.train.scale is not None
                  else data.image_size == cell.model.image_size)
     if data.num_classes != cell.model.num_classes or not sizes_fit:
-        raise ValueError(f"model expects {cell.model.num_classes} classes at {cell.model.image_size}px but "
+        raise UsageError(f"model expects {cell.model.num_classes} classes at {cell.model.image_size}px but "
                          f"{data.name} has {data.num_classes} at {data.image_size}px: fix --image-size/--profile")
     torch.manual_seed(cell.seed)
     model = build_model(cell.model)
@@ -153,7 +155,7 @@ def provenance(cell: Cell, data: ImageData | None, earlier: dict, wall_s: float 
 def finished_record(cell: Cell, results_dir: str | os.PathLike, set_aside_corrupt: bool = False) -> dict | None:
     """The cell's valid record, unless it is an error record (those are run again, never reused)."""
     record = records.read_record(records.record_path(results_dir, cell.id), set_aside_corrupt)
-    return record if record is not None and record.get("status") != "error" else None
+    return record if record is not None and record.get("status") != Status.ERROR else None
 
 
 def run_cell(cell: Cell, results_dir: str | os.PathLike, rerun: bool = False, display: Display | None = None,
@@ -195,7 +197,7 @@ def execute_cell(cell: Cell, results_dir: str | os.PathLike, *, rerun: bool = Fa
     start = None
     if cell.start is not None:
         first = done[cell.start.id]
-        if first["status"] in ("error", "diverged"):  # no usable weights (a stalled net's are: its record says so)
+        if first["status"] in NO_WEIGHTS:  # no usable weights (a stalled net's are: its record says so)
             return {**error_record(cell, RuntimeError(
                 f"the cell it starts from ({cell.start.case}, {cell.start.id}) ended {first['status']}: "
                 "no trained weights to start from")), "reused": False}
@@ -286,7 +288,7 @@ def evaluation_record(cell: Cell, base: dict, results_dir: str | os.PathLike) ->
     evaluation cell's id; "trained_by" names the training cell. Evaluating never trains again."""
     record = new_record(cell, base["status"], base["provenance"], trained_by=base["cell_id"], lr=base.get("lr"),  # tuned: its rate
                         **{k: v for k, v in base.items() if k not in (*HEAD, "reused", "checksum", "trained_by")})
-    if base["status"] in ("error", "diverged"):  # a stalled net is evaluated too: it scores at chance
+    if base["status"] in NO_WEIGHTS:  # a stalled net is evaluated too: it scores at chance
         return record
     t0 = time.perf_counter()
     evaluation = evaluate_cell(cell, records.weights_path(results_dir, base["cell_id"]))
@@ -350,7 +352,7 @@ def _remove_own_files(path: Path, cell_id: str, weights: Path | None = None, rec
 
 def error_record(cell: Cell, err: BaseException) -> dict:
     """The record of a cell that raised: enough to see what failed, and where."""
-    return new_record(cell, "error", provenance(cell, None, {"attempts": 0, "wall_s": 0.0, "epoch": 0}, None),
+    return new_record(cell, Status.ERROR.value, provenance(cell, None, {"attempts": 0, "wall_s": 0.0, "epoch": 0}, None),
                       error={"type": type(err).__name__, "message": str(err).strip(),
                              "traceback": "".join(traceback.format_exception(type(err), err, err.__traceback__))})
 
@@ -365,15 +367,15 @@ def problems(record: dict) -> list[str]:
     """What makes a record invalid as a measurement; empty if valid."""
     out = []
     status = record.get("status")
-    if status == "error":
+    if status == Status.ERROR:
         err = record.get("error", {})
         where = (f"its record could not be written either: {err['unwritten']}" if err.get("unwritten")
                  else f"traceback in its record {record.get('cell_id')}.json")
         return [f"the cell raised {err.get('type')}: {err.get('message')} ({where})"]
-    if status not in STATUSES:
-        out.append(f"status {status!r} is not one of {STATUSES}")
+    if status not in TRAINED:
+        out.append(f"status {status!r} is not one of {tuple(map(str, TRAINED))}")
     res = record.get("result", {})
-    if status != "diverged":
+    if status != Status.DIVERGED:
         for k, v in res.get("test", {}).items():
             if not (isinstance(v, (int, float)) and math.isfinite(v)):
                 out.append(f"test {k} = {v} is not finite")

@@ -35,9 +35,11 @@ from filelock import FileLock, Timeout
 from . import records, tuning
 from .cells import cells_for
 from .notices import notice
+from .errors import UsageError
 from .progress import heartbeat_path, now, outcome
 from .records import Results
 from .tables import load_session
+from .statuses import Status
 
 SELECTION_FILE = Results(".").selection.name
 COLUMNS = ["ablation", "case", "seed", "state", "epoch", "detail", "last_write", "job", "cell_id"]
@@ -72,7 +74,7 @@ def selected_cells(results_dir: str | os.PathLike) -> tuple[list[dict], str | No
     except FileNotFoundError:
         pass
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"{path} is not readable ({type(err).__name__}): run the session again to rewrite it") from None
+        raise UsageError(f"{path} is not readable ({type(err).__name__}): run the session again to rewrite it") from None
     opts, names = load_session(results_dir)  # raises ValueError with what to do
     return [_selected(c) for n in names for c in cells_for(n, opts)], None
 
@@ -119,7 +121,7 @@ def _cell_state(results_dir: str | os.PathLike, cell: dict, started: str | None)
            "last_write": "", "job": ""}
     rec = records.read_record(records.record_path(results_dir, cell["cell_id"]))
     if rec is not None:
-        if rec.get("status") == "error":
+        if rec.get("status") == Status.ERROR:
             return {**row, "state": "failed", "detail": outcome(rec)[:120]}
         row["epoch"] = f"{rec.get('result', {}).get('epochs_run', '?')}/{cell['epochs']}"
         reused = started is not None and rec.get("created", "") < started

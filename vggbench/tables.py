@@ -24,6 +24,7 @@ from .cells import cells_for
 from .data.sources import writable
 from .options import Options
 from .records import Results
+from .errors import UsageError
 from .grid import ABLATIONS
 
 SESSION_FILE = Results(".").session.name
@@ -41,9 +42,9 @@ def check_writable(folder: str | os.PathLike, what: str, advice: str) -> Path:
     path = Path(folder).expanduser()
     existing = next(p for p in (path, *path.absolute().parents) if p.exists())
     if not existing.is_dir():
-        raise ValueError(f"{what} {path}: {existing} is a file, not a folder; {advice}")
+        raise UsageError(f"{what} {path}: {existing} is a file, not a folder; {advice}")
     if not writable(existing):
-        raise ValueError(f"{what} {path}: {existing} is read-only; {advice}")
+        raise UsageError(f"{what} {path}: {existing} is read-only; {advice}")
     return path
 
 
@@ -91,9 +92,9 @@ def load_session(results_dir: str | os.PathLike) -> tuple[Options, list[str]]:
         opts = Options(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["options"].items() if k in fields})
         names = [n for n in saved["ablations"] if n in ABLATIONS]
     except FileNotFoundError:
-        raise ValueError(f"no session in {results_dir} (no {SESSION_FILE}): {hint}") from None
+        raise UsageError(f"no session in {results_dir} (no {SESSION_FILE}): {hint}") from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        raise ValueError(f"{path} is not readable ({type(err).__name__}): {hint} to write it again") from None
+        raise UsageError(f"{path} is not readable ({type(err).__name__}): {hint} to write it again") from None
     return opts, names
 
 

@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import compiled, pretrained, transfer
+from .errors import UsageError
+from .statuses import TRAINED, Status
 from .data import ImageData, stratified_subset
 from .device import cpu_bf16_units, cuda_index, set_math_mode
 from .loader import DeviceLoader
@@ -31,12 +33,12 @@ OPTIMIZERS = ("sgd", "adam", "adagrad")
 DEFAULT_LR = {"sgd": 0.02, "adam": 1e-3, "adagrad": 1e-2}
 SCHEDULES = ("none", "step", "cosine", "plateau")
 AMPS = ("auto", "off", "bf16")  # autocast_dtype
-STATUSES = ("ok", "diverged", "stalled", "unjudged")
+STATUSES = TRAINED  # what a training run ends as (vggbench.statuses; a cell that raised: Status.ERROR)
 DIVERGE_FACTOR = 10.0   # train loss above 10 x ln(C) (chance) counts as diverged
 STALL_TOLERANCE = 0.02  # train loss within 2% of ln(C) after `stall_epochs` counts as stalled
 
 
-class TrainSpecError(ValueError):
+class TrainSpecError(UsageError):
     pass
 
 
@@ -115,11 +117,11 @@ OPTIMIZER_CLASSES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adagrad"
 # What a status says, for tables and the report: "stalled" judges the training loss only (the run is
 # stopped then), so a stalled net can still score somewhat above chance on test.
 STATUS_MEANS = {
-    "stalled": f"its train loss was still within {STALL_TOLERANCE:.0%} of chance (ln C) after its stall window "
+    Status.STALLED: f"its train loss was still within {STALL_TOLERANCE:.0%} of chance (ln C) after its stall window "
                f"({TrainSpec.stall_epochs} epochs by default), so it was stopped; judged on the train loss alone, "
                "its test accuracy can be above chance",
-    "diverged": f"its train loss was not finite or above {DIVERGE_FACTOR:g} x chance (ln C), so it was stopped",
-    "unjudged": "it ran fewer epochs than the stall window, too few to judge whether it learns",
+    Status.DIVERGED: f"its train loss was not finite or above {DIVERGE_FACTOR:g} x chance (ln C), so it was stopped",
+    Status.UNJUDGED: "it ran fewer epochs than the stall window, too few to judge whether it learns",
 }
 
 
@@ -206,14 +208,14 @@ def evaluate(model: nn.Module, loader: DeviceLoader, amp_dtype=None) -> dict[str
     return {"loss": loss, "top1": t1, "top5": t5}
 
 
-def judge(train_loss: float, epoch: int, num_classes: int, spec: TrainSpec) -> str:
+def judge(train_loss: float, epoch: int, num_classes: int, spec: TrainSpec) -> Status:
     """The status of a run after `epoch` (1-based) epochs."""
     chance = math.log(num_classes)
     if not math.isfinite(train_loss) or train_loss > DIVERGE_FACTOR * chance:
-        return "diverged"
+        return Status.DIVERGED
     if epoch >= spec.stall_epochs and train_loss > (1 - STALL_TOLERANCE) * chance:
-        return "stalled"
-    return "ok"
+        return Status.STALLED
+    return Status.OK
 
 
 def _state(model, opt, per_step, plateau, loader, history) -> dict:
@@ -292,7 +294,7 @@ def train(model: nn.Module, data: ImageData, spec: TrainSpec, device: torch.devi
     opt = make_optimizer(model, spec)
     per_step, plateau = make_scheduler(opt, spec, len(train_loader))
 
-    history, status = [], "ok"
+    history, status = [], Status.OK
     # On the CPU: load_state_dict moves each tensor where it belongs; the RNG states stay CPU bytes.
     state = checkpoint.load(map_location="cpu") if checkpoint is not None else None
     if state is not None:
@@ -322,31 +324,31 @@ def train(model: nn.Module, data: ImageData, spec: TrainSpec, device: torch.devi
         train_s = time.perf_counter() - start
         row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "train_top1": (correct * 100.0 / max(seen, 1)).item()}
         status = judge(train_loss, epoch, data.num_classes, spec)
-        if status != "diverged":
+        if status != Status.DIVERGED:
             val = evaluate(model, val_loader, amp)
             row.update({f"val_{k}": v for k, v in val.items()})
             if plateau is not None:
                 plateau.step(val["loss"])
         row["epoch_s"] = time.perf_counter() - start  # train + val; both end in a host sync (.item())
-        if spec.readings and status != "diverged":  # after the epoch's time: not part of it
+        if spec.readings and status != Status.DIVERGED:  # after the epoch's time: not part of it
             row.update({f"test_{k}": v for k, v in evaluate(model, test_loader, amp).items()})
             row["train_eval_top1"] = evaluate(model, train_eval_loader, amp)["top1"]
         history.append(row)
         if on_epoch is not None:  # the row, and what progress needs besides (train_s: host clock after the sync)
             on_epoch({**row, "epochs": spec.epochs, "images": seen, "train_s": train_s})
-        if status != "ok":
+        if status != Status.OK:
             break
         if checkpoint is not None and epoch < spec.epochs:
             checkpoint.save(_state(model, opt, per_step, plateau, train_loader, history))
 
-    if status == "ok" and len(history) < spec.stall_epochs:
-        status = "unjudged"  # too few epochs to tell learning from a stall: never "ok" by default
-    result = {"status": status, "epochs_run": len(history), "history": history,
+    if status == Status.OK and len(history) < spec.stall_epochs:
+        status = Status.UNJUDGED  # too few epochs to tell learning from a stall: never "ok" by default
+    result = {"status": status.value, "epochs_run": len(history), "history": history,
               "compiled": compiled.report() if spec.compile else None}
     vals = [h for h in history if "val_top1" in h]
     if vals:
         best = max(vals, key=lambda h: h["val_top1"])
         result.update(best_epoch=best["epoch"], best_val_top1=best["val_top1"])
-    if status != "diverged":
+    if status != Status.DIVERGED:
         result["test"] = evaluate(model, test_loader, amp)
     return result

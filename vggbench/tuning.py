@@ -27,11 +27,11 @@ import os
 
 from . import records
 from .cells import Cell
+from .statuses import USABLE
 
 SELECT_BY = "best_val_top1"
 NO_RATE = ("no rate of the tuning grid ({grid}) trained (every one diverged, stalled or failed): trained at "
            "its own rate {lr:g} instead, marked untuned")
-USABLE = ("ok", "unjudged")  # statuses a rate can be chosen from (never diverged, stalled or error)
 
 
 def choose(candidates: list[tuple[float, dict]]) -> float | None:

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..errors import UsageError
 
-class DataError(ValueError):
+
+class DataError(UsageError):
     """Bad or missing data: the message says what to do."""
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..grid import ABLATIONS
+from ..statuses import Status
 from ..trainer import STATUS_MEANS
 from .settings import Setting
 
@@ -45,9 +46,9 @@ def _failed_cells(s: Setting) -> list[str]:
     diverged ones (unless a stall is the finding of that row's own ablation) and unjudged ones (too
     few epochs to tell). Per row, as the tables show them: one training shared by several ablations
     (depth's D is batchnorm's D-nobn and init's D-paper) counts in each ablation that is not excused."""
-    bad = s.rows[s.rows.status.isin(("stalled", "diverged", "unjudged"))]
+    bad = s.rows[s.rows.status.isin((Status.STALLED, Status.DIVERGED, Status.UNJUDGED))]
     return sorted({f"{r.ablation}:{r.case} seed {r.seed} ({r.status})" for r in bad.itertuples()
-                   if r.status == "unjudged" or not (r.ablation in ABLATIONS
+                   if r.status == Status.UNJUDGED or not (r.ablation in ABLATIONS
                                                      and ABLATIONS[r.ablation].display.stall_is_outcome)})
 
 
@@ -57,7 +58,7 @@ def end_gain(s: Setting) -> float | None:
     if c.empty or "val_top1" not in c:
         return None
     gains = []
-    for _, g in c[c.status == "ok"].drop_duplicates(["case", "seed", "epoch"]).groupby(["case", "seed"]):
+    for _, g in c[c.status == Status.OK].drop_duplicates(["case", "seed", "epoch"]).groupby(["case", "seed"]):
         v = pd.to_numeric(g.sort_values("epoch").val_top1, errors="coerce").dropna().tolist()
         if len(v) > FLAT_EPOCHS:
             gains.append((v[-1] - v[-1 - FLAT_EPOCHS]) / FLAT_EPOCHS)

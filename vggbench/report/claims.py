@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import stats
+from ..statuses import Status
 from .blocks import Block, heading, image_block, paragraph, table_block
 from .budget import Budget
 from .plots import claims_figure, save_figure
@@ -44,7 +45,7 @@ def _claim_values(s: Setting, ablation: str, case: str, metric: str) -> dict[int
     for row in df.itertuples(index=False):
         if metric.endswith("_top1"):
             v = number(getattr(row, metric))
-            if math.isnan(v) and row.status == "diverged":
+            if math.isnan(v) and row.status == Status.DIVERGED:
                 v = 100.0 / row.num_classes  # a diverged net predicts nothing: chance accuracy
         else:
             v = number(getattr(row, metric))
@@ -65,7 +66,7 @@ def _case_status(s: Setting, ablation: str, case: str) -> str:
 
 
 # A start net with one of these statuses did not train: a net started from it tests something else.
-DID_NOT_TRAIN = ("stalled", "diverged", "error")
+DID_NOT_TRAIN = (Status.STALLED, Status.DIVERGED, Status.ERROR)
 
 
 def failed_starts(s: Setting, ablation: str, case: str) -> dict[tuple[str, str], list[int]]:

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from .. import records
 from ..data import DataSpec
 from ..models import DEPTHS, ModelSpec
+from ..statuses import Status
 from .blocks import Block, heading, image_block, paragraph
 from .plots import new_figure, save_figure, style
 from .settings import Setting
@@ -81,7 +82,7 @@ def _feature_record(s: Setting, results_dir: Path) -> dict | None:
 
     def rank(r):
         m = r["config"]["model"]
-        return (r.get("status") == "ok", m["config"] == "D" and m["kernels"] == "3x3" and not m["batch_norm"],
+        return (r.get("status") == Status.OK, m["config"] == "D" and m["kernels"] == "3x3" and not m["batch_norm"],
                 m["kernels"] == "3x3", DEPTHS.get(m["config"], 0), -r["config"]["seed"])
     return max(have, key=rank)
 

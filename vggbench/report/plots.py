@@ -10,6 +10,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..grid import ABLATIONS
+from ..statuses import USABLE, Status
 from ..trainer import DIVERGE_FACTOR
 from .settings import Setting
 from .throughput import flag
@@ -78,7 +79,7 @@ def plot_curves(s: Setting, name: str, path: Path) -> Path | None:
         return None
     chance_loss, chance_acc = math.log(s.num_classes), 100.0 / s.num_classes
     status = s.rows[s.rows.ablation == name].groupby("case").status.agg(
-        lambda x: "" if set(x) == {"ok"} else " (" + status_counts(x) + ")")
+        lambda x: "" if set(x) == {Status.OK} else " (" + status_counts(x) + ")")
     c["variant"] = c.case + c.case.map(status).fillna("")
     for col in ("train_loss", "val_loss", "val_top1", "lr"):
         c[col] = pd.to_numeric(c.get(col), errors="coerce")
@@ -129,12 +130,12 @@ def plot_lr_sensitivity(s: Setting, name: str, path: Path) -> Path | None:
     if t.empty:
         return None
     chance = 100.0 / s.num_classes
-    t["y"] = pd.to_numeric(t.val_top1, errors="coerce").where(t.status.isin(["ok", "unjudged"]), chance)
+    t["y"] = pd.to_numeric(t.val_top1, errors="coerce").where(t.status.isin(USABLE), chance)
     with style():
         fig, axes = new_figure(size=(5.5, 3.6))
         ax = axes[0, 0]
         sns.lineplot(data=t.sort_values("lr"), x="lr", y="y", hue="case", marker="o", ax=ax, lw=1.2)
-        failed = t[~t.status.isin(["ok", "unjudged"])]
+        failed = t[~t.status.isin(USABLE)]
         if len(failed):
             ax.scatter(failed.lr, failed.y, marker="x", color="black", s=50, zorder=3, label="diverged / stalled")
         chosen = t[t.chosen]

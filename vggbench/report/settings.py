@@ -20,6 +20,7 @@ from ..grid import ABLATIONS
 from ..models import ModelSpec
 from ..profiles import PROFILES
 from ..trainer import TrainSpec
+from ..errors import UsageError
 from .text import epochs_text
 
 
@@ -89,7 +90,7 @@ def load_records(results_dir: str | Path) -> list[dict]:
     found = [r for p in sorted(runs.glob("*.json")) if (r := records.read_record(p)) is not None
              and r.get("config", {}).get("role", "final") == "final"]
     if not found:
-        raise ValueError(f"no valid run records in {runs}; run `pytest ablations` first")
+        raise UsageError(f"no valid run records in {runs}; run `pytest ablations` first")
     return found
 
 
