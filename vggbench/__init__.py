@@ -1,6 +1,6 @@
 """vggbench: the VGG paper's comparisons (Simonyan & Zisserman 2014) as a pytest ablation suite.
 
-Where things are (one module, one job; the README's "Layout" section has the whole tree):
+Where things are (one module, one job; docs/development.md, "Layout", has the whole tree):
   models.py      Table 1 as data and one builder (ModelSpec -> nn.Module)
   data/          datasets: spec, registry, sources, the embedded synthetic set
   loader.py      device-resident batches and batched augmentation

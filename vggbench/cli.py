@@ -150,7 +150,7 @@ def cmd_collect(args) -> int:
     older = older_identity(args.results_dir)
     if older:
         notice(f"{older} records of an older identity in {runs_dir(args.results_dir)}/ were not used (written "
-               "before cell ids covered the data's content; see README)")
+               "before cell ids covered the data's content; see docs/running.md)")
     for name, df in tables.items():
         counts = df["status"].value_counts()
         statuses = ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"

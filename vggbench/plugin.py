@@ -36,7 +36,7 @@ _PROGRESS_KEY = pytest.StashKey[tuple]()
 def pytest_addoption(parser):
     add_to_pytest(parser.getgroup("vggbench", "vggbench ablations"), Options)
     add_to_pytest(parser.getgroup("vggbench", "vggbench ablations"), Outputs)
-    add_to_pytest(parser.getgroup("vggbench-launch", "vggbench scale-out (see README: Scale-out and resume)"),
+    add_to_pytest(parser.getgroup("vggbench-launch", "vggbench scale-out (see docs/scale-out.md)"),
                   launch.LaunchOptions)
 
 

@@ -60,7 +60,7 @@ class Profile:
         return dataclasses.replace(self, **changes)
 
 
-# The cpu profile, chosen by measurement on a 2-core CPU (2026-11-24; README "A real-data CPU run"):
+# The cpu profile, chosen by measurement on a 2-core CPU (2026-11-24; docs/cpu-run.md):
 # the most learning per CPU minute with the same recipe for every case. Side by side on A, D, E
 # (depth, 6 epochs, batch 64, SGD 0.02 cosine, test on 5,000): width 1/8 on 10,000 images reached
 # 47 / 39 / 36 % test top-1 in 84 s for the three cells; width 1/4 on 5,000 images, about the same

@@ -101,7 +101,7 @@ def finish(opts: Options, seen, *, results_dir: str, report: bool, data_dir=None
             older = records.older_identity(results_dir)
             if older:
                 said.append(f"{older} records of an older identity in {records.runs_dir(results_dir)}/ "
-                            "were not used (written before cell ids covered the data's content; see README)")
+                            "were not used (written before cell ids covered the data's content; see docs/running.md)")
     end.said = list(said)
     if report:
         from .report import build_report

@@ -175,7 +175,7 @@ def make_scheduler(opt: torch.optim.Optimizer, spec: TrainSpec, steps_per_epoch:
 def autocast_dtype(spec: TrainSpec, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of training, evaluation and throughput (None: float32). "auto" is bf16 on
     CUDA and on a CPU with native bf16 matrix units (device.cpu_bf16_units: AMX, AVX512-BF16), where
-    VGG-D-BN trains ~2x faster than in float32 (README, Performance); float32 on other CPUs, whose
+    VGG-D-BN trains ~2x faster than in float32 (docs/measurement.md); float32 on other CPUs, whose
     bf16 products have no native units to run on."""
     if spec.amp == "bf16" or (spec.amp == "auto" and (device.type == "cuda" or cpu_bf16_units() is not None)):
         return torch.bfloat16
