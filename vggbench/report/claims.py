@@ -74,11 +74,10 @@ def failed_starts(s: Setting, ablation: str, case: str) -> dict[tuple[str, str],
     cell's trained net (warmstart.py) that did not train. The status is the one the record kept when
     the net started (run.execute's "start"); an error record (its start failed) names the start cell
     in its configuration only: that cell's own record says how it ended."""
-    by_id = {r.get("cell_id"): r for r in s.records}
     out: dict[tuple[str, str], list[int]] = {}
     for row in s.rows[(s.rows.ablation == ablation) & (s.rows.case == case)].itertuples(index=False):
-        record = by_id.get(row.cell_id) or {}
-        start = record.get("start") or by_id.get((record.get("config", {}).get("start") or {}).get("cell"))
+        record = s.by_id.get(row.cell_id) or {}
+        start = record.get("start") or s.by_id.get((record.get("config", {}).get("start") or {}).get("cell"))
         if start and start.get("status") in DID_NOT_TRAIN:
             out.setdefault((start.get("case") or "its start net", start["status"]), []).append(int(row.seed))
     return out

@@ -7,6 +7,7 @@ cell, e.g. D with Kaiming init, SGD and no BN, can be a row of several ablations
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -45,6 +46,11 @@ class Setting:
     @property
     def first(self) -> dict:
         return self.records[0]
+
+    @functools.cached_property
+    def by_id(self) -> dict[str, dict]:
+        """The setting's records by cell id (built once: every claim's sides look records up)."""
+        return {r.get("cell_id"): r for r in self.records}
 
     @property
     def seeds(self) -> list[int]:
