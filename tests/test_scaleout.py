@@ -74,6 +74,49 @@ def test_xdist_auto_on_cpu_uses_the_cores(monkeypatch, cores, workers, threads):
     assert launch.worker_settings("gw1", workers, "cpu") == {"vggbench_threads": threads}  # never 0 threads
 
 
+WORKER_PROBE = '''
+import json, os
+def pytest_sessionstart(session):
+    wi = getattr(session.config, "workerinput", None)
+    name = wi["workerid"] if wi is not None else "controller"
+    with open(os.path.join(os.environ["WORKERS_OUT"], name + ".json"), "w") as f:
+        json.dump({"numprocesses": session.config.option.numprocesses}, f)
+'''
+
+
+def test_the_cpu_profile_runs_a_cell_per_core_without_being_asked(tmp_path, ablations):
+    """`pytest ablations --profile cpu` with no -n: xdist workers, one per core (Profile.workers), each
+    an ordinary worker (one that started workers of its own would hang here); -n 0 keeps one process."""
+    (tmp_path / "worker_probe.py").write_text(WORKER_PROBE)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    for extra, expected in (((), ["controller", *[f"gw{i}" for i in range(cores)]]), (("-n", "0"), ["controller"])):
+        out = tmp_path / f"workers{len(extra)}"
+        out.mkdir()
+        env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "WORKERS_OUT": str(out)}
+        done = ablations("-p", "worker_probe", "--profile", "cpu", "--dataset", "synthetic", "-k", "no_such_case",
+                         *extra, results=tmp_path / "r", env=env, timeout=120)
+        assert done.returncode == 5, done.stdout + done.stderr  # nothing selected, no hang
+        assert sorted(p.stem for p in out.iterdir()) == expected
+        assert {json.loads(p.read_text())["numprocesses"] for p in out.iterdir() if p.stem != "controller"} <= {None}
+
+
+@pytest.mark.parametrize("given,expected", [
+    ({}, "auto"),                                   # cpu profile, no -n: a worker per core
+    ({"numprocesses": 0}, None), ({"numprocesses": 3}, None),   # the command line chose
+    ({"profile": "smoke"}, None),                   # a profile that does not ask
+    ({"collectonly": True}, None), ({"usepdb": True}, None), ({"launcher": "slurm"}, None),
+])
+def test_a_profile_asks_for_workers_only_where_the_command_line_leaves_it_open(given, expected):
+    from argparse import Namespace
+    from vggbench import launch
+
+    option = Namespace(**{"profile": "cpu", "numprocesses": None, "collectonly": False, "usepdb": False,
+                          "launcher": "inprocess", **given})
+    assert launch.default_workers(option) == expected
+    del option.numprocesses  # -p no:xdist: no -n option at all
+    assert launch.default_workers(option) is None
+
+
 def needed(cell) -> dict:
     """A cell and the cells it needs (Cell.needs), by id."""
     out = {cell.id: cell}

@@ -71,6 +71,19 @@ def explicit_gpu(device: str) -> bool:
     return device.startswith("cuda:")
 
 
+def default_workers(option) -> str | None:
+    """The `-n` a session gets from its profile (Profile.workers) where the command line leaves it
+    open: pytest-xdist loaded, no -n given (-n 0 keeps one process), and none of --collect-only,
+    --pdb or a submitit --launcher, which run no cells here or need one process."""
+    from .profiles import PROFILES
+    profile = PROFILES.get(getattr(option, "profile", None))
+    if (profile is None or profile.workers is None or getattr(option, "numprocesses", 0) is not None
+            or option.collectonly or getattr(option, "usepdb", False)
+            or getattr(option, "launcher", "inprocess") != "inprocess"):
+        return None
+    return profile.workers
+
+
 def auto_workers(device: str = "auto") -> int:
     """`-n auto`: one worker per GPU; one for an explicit cuda:N (workers sharing a GPU would time
     each other's work); without CUDA, at most one per CPU core."""

@@ -74,6 +74,16 @@ def pytest_collection_modifyitems(config, items):
         items[:] = keep
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """A profile that runs its cells in parallel (the cpu profile: one 1-thread cell per core) gets
+    `-n auto` unless the command line chose (-n N, -n 0, -p no:xdist): before xdist's own hook reads
+    -n (registered later, this implementation runs first)."""
+    workers = None if hasattr(config, "workerinput") else launch.default_workers(config.option)  # a worker: never its own
+    if workers is not None:
+        config.option.numprocesses = workers
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config):
     """`-n auto`: one worker per GPU, or one per CPU core without CUDA."""
