@@ -88,7 +88,9 @@ def test_the_cpu_profile_runs_a_cell_per_core_without_being_asked(tmp_path, abla
     """`pytest ablations --profile cpu` with no -n: xdist workers, one per core (Profile.workers), each
     an ordinary worker (one that started workers of its own would hang here); -n 0 keeps one process."""
     (tmp_path / "worker_probe.py").write_text(WORKER_PROBE)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    from vggbench.launch import cpu_cores
+
+    cores = cpu_cores()  # what -n auto gives without CUDA
     for extra, expected in (((), ["controller", *[f"gw{i}" for i in range(cores)]]), (("-n", "0"), ["controller"])):
         out = tmp_path / f"workers{len(extra)}"
         out.mkdir()

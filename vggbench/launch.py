@@ -37,6 +37,7 @@ from submitit.helpers import Checkpointable, DelayedSubmission
 from .cells import Cell
 from .errors import UsageError
 from .options import from_namespace, number, option
+from .profiles import PROFILES
 from .progress import for_log
 from .records import Results
 from .run import run_cell
@@ -75,7 +76,6 @@ def default_workers(option) -> str | None:
     """The `-n` a session gets from its profile (Profile.workers) where the command line leaves it
     open: pytest-xdist loaded, no -n given (-n 0 keeps one process), and none of --collect-only,
     --pdb or a submitit --launcher, which run no cells here or need one process."""
-    from .profiles import PROFILES
     profile = PROFILES.get(getattr(option, "profile", None))
     if (profile is None or profile.workers is None or getattr(option, "numprocesses", 0) is not None
             or option.collectonly or getattr(option, "usepdb", False)

